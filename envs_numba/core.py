@@ -1,0 +1,179 @@
+"""The kernel protocol every batched environment follows.
+
+An environment is an :class:`EnvKernel`: a description (spaces, limits, how to parse
+constructor kwargs and reset options) plus two ``@njit(cache=True)`` kernels that work on
+a whole batch at once and write into arrays the caller preallocated:
+
+``reset(mask, state, rng, bounds, params, obs)``
+    For every ``i`` with ``mask[i]``: draw env ``i``'s initial state from its own random
+    stream (``envs_numba.rng``, row ``i`` of ``rng``), write it into ``state[:, i]`` and
+    its observation into ``obs[i]``.
+
+``step(mask, actions, state, params, obs, rewards, terminated)``
+    For every ``i`` with ``mask[i]``: advance env ``i`` with ``actions[i]``, write
+    ``obs[i]``, ``rewards[i]`` and ``terminated[i]``.
+
+``state`` is structure-of-arrays: a float64 array of shape ``(state_dim, num_envs)``, one row
+per state variable, so the physics of consecutive envs reads consecutive memory.
+``bounds`` is the float64 array returned by ``reset_bounds(options)`` (the reset
+distribution, e.g. gymnasium's ``low``/``high`` options) and ``params`` the float64 array
+returned by ``make_params(**env_kwargs)``. Kernels never allocate and never touch envs
+outside ``mask``. Time limits, autoreset and episode bookkeeping are not the kernel's job:
+the vector env does them once for every env family with the helpers below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from numba import njit
+
+
+@dataclass(frozen=True)
+class EnvKernel:
+    """Everything the vector env needs to run one batched environment family."""
+
+    id: str
+    """Gymnasium id of the environment this kernel reproduces, e.g. ``"CartPole-v1"``."""
+    observation_space: gym.spaces.Box
+    """Single-env observation space."""
+    action_space: gym.spaces.Space
+    """Single-env action space (``Discrete`` or ``Box``)."""
+    state_dim: int
+    """Number of float64 state rows."""
+    reset: Callable
+    """``@njit`` batched reset kernel (see module docstring)."""
+    step: Callable
+    """``@njit`` batched step kernel (see module docstring)."""
+    max_episode_steps: int | None
+    """Default time limit (truncation), as registered in gymnasium."""
+    make_params: Callable[..., np.ndarray] = lambda **kw: _no_kwargs(kw)
+    """Constructor kwargs -> float64 params array; raises ``TypeError`` on unknown kwargs."""
+    reset_bounds: Callable[[dict | None], np.ndarray] = lambda options: np.zeros(0)
+    """Reset options (or None) -> float64 bounds array; raises ``ValueError`` on bad values."""
+    reset_option_keys: tuple[str, ...] = ()
+    """Reset option keys understood by ``reset_bounds`` (others are rejected)."""
+    reward_threshold: float | None = None
+    """Return at which the task counts as solved, as registered in gymnasium."""
+    gym_entry_point: str | None = None
+    """Entry point of the reference single env (used for rendering and registration)."""
+    render_fps: int = 30
+    """Frames per second for renderers and video recorders."""
+    load_render_state: Callable[[Any, np.ndarray, np.ndarray], None] | None = None
+    """``(unwrapped_gym_env, state_column, params)``: make a gymnasium env show our state."""
+    fix_reset_obs: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
+    """Optional Python hook ``(state, obs, mask)`` run after every reset kernel call, for
+    the rare observation that only NumPy itself computes bit-exactly (Acrobot)."""
+    extra: dict = field(default_factory=dict)
+    """Anything family-specific (documentation, constants)."""
+
+
+def _no_kwargs(kwargs: dict) -> np.ndarray:
+    if kwargs:
+        raise TypeError(f"unexpected environment keyword arguments: {sorted(kwargs)}")
+    return np.zeros(0)
+
+
+def parse_kwargs(env_id: str, kwargs: dict, defaults: dict[str, float]) -> dict[str, float]:
+    """Merge ``kwargs`` into ``defaults``; unknown names raise ``TypeError`` like a constructor."""
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise TypeError(
+            f"{env_id} got unexpected keyword arguments {unknown}; accepted: {sorted(defaults)}"
+        )
+    merged = dict(defaults)
+    merged.update(kwargs)
+    return merged
+
+
+def low_high_bounds(options: dict | None, default_low: float, default_high: float) -> np.ndarray:
+    """Gymnasium's ``maybe_parse_reset_bounds`` (same errors) as a ``[low, high]`` array."""
+    from gymnasium.envs.classic_control import utils
+
+    low, high = utils.maybe_parse_reset_bounds(options, default_low, default_high)
+    return np.array([low, high], dtype=np.float64)
+
+
+# --- bookkeeping shared by every env family (time limits and autoreset) -------------------
+
+
+@njit(cache=True)
+def split_pending(pending, step_mask):
+    """NEXT_STEP: envs pending a reset are reset this call, the others stepped.
+
+    Writes ``step_mask = ~pending`` and returns how many envs are pending.
+    """
+    count = 0
+    for i in range(pending.shape[0]):
+        step_mask[i] = not pending[i]
+        if pending[i]:
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def finish_step(step_mask, elapsed, max_steps, rewards, terminated, truncated, pending):
+    """After the step kernel: apply the time limit and mark finished envs.
+
+    Stepped envs (``step_mask``) count the step, truncate at ``max_steps`` (independently
+    of termination, as gymnasium's ``TimeLimit``) and become ``pending`` when done. Envs
+    that were not stepped were reset in this call: zero reward, no flags, fresh episode.
+    Returns the number of envs that finished in this call.
+    """
+    done = 0
+    for i in range(step_mask.shape[0]):
+        if step_mask[i]:
+            elapsed[i] += 1
+            truncated[i] = max_steps > 0 and elapsed[i] >= max_steps
+            pending[i] = terminated[i] or truncated[i]
+            if pending[i]:
+                done += 1
+        else:
+            rewards[i] = 0.0
+            terminated[i] = False
+            truncated[i] = False
+            elapsed[i] = 0
+            pending[i] = False
+    return done
+
+
+@njit(cache=True)
+def start_episodes(mask, elapsed, pending):
+    """After a reset of the envs in ``mask``: their episodes start afresh."""
+    for i in range(mask.shape[0]):
+        if mask[i]:
+            elapsed[i] = 0
+            pending[i] = False
+
+
+@njit(cache=True)
+def check_discrete_actions(actions, n_actions, out):
+    """Copy integer actions into ``out`` (int64); return the first bad index or -1."""
+    for i in range(actions.shape[0]):
+        a = actions[i]
+        if a < 0 or a >= n_actions:
+            return i
+    for i in range(actions.shape[0]):
+        out[i] = actions[i]
+    return -1
+
+
+@njit(cache=True)
+def check_box_actions(actions, out):
+    """Copy float actions into ``out`` (float32, same shape); return the first env whose
+    action is NaN or infinite as a float32, or -1. Nothing is copied when one is.
+    ``actions`` must be C-contiguous."""
+    n = actions.shape[0]
+    flat = actions.reshape(n, -1)
+    for i in range(n):
+        for j in range(flat.shape[1]):
+            if not np.isfinite(np.float32(flat[i, j])):
+                return i
+    out_flat = out.reshape(n, -1)
+    for i in range(n):
+        for j in range(flat.shape[1]):
+            out_flat[i, j] = np.float32(flat[i, j])
+    return -1

@@ -1,0 +1,3 @@
+"""Small example environments written to the kernel protocol."""
+
+KERNELS = ()

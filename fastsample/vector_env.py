@@ -1,0 +1,333 @@
+"""``NumbaVectorEnv``: a real ``gymnasium.vector.VectorEnv`` over a batched Numba kernel.
+
+One Python call steps every env: the kernel writes into preallocated arrays, and the only
+per-step Python work is validating the actions and copying the results out (skip the copy
+with ``copy=False``). Autoreset, time limits and seeding follow ``SyncVectorEnv`` exactly.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs_numba import core, rng as rng_mod
+from envs_numba.core import EnvKernel
+
+__all__ = ["NumbaVectorEnv", "parse_autoreset_mode"]
+
+
+class InvalidSeed(gym.error.Error, ValueError):
+    """A seed that is not a non-negative integer (gymnasium raises ``gym.error.Error``)."""
+
+
+class InvalidAction(gym.error.InvalidAction, ValueError):
+    """An action outside the action space (gymnasium's class, also a ``ValueError``)."""
+
+
+def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    """Accept the enum or its string value (``"NextStep"``, ``"SameStep"``, ``"Disabled"``)."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    try:
+        return AutoresetMode(mode)
+    except ValueError:
+        valid = [m.value for m in AutoresetMode]
+        raise ValueError(f"autoreset_mode must be an AutoresetMode or one of {valid}, got {mode!r}") from None
+
+
+def _check_seed_value(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise InvalidSeed(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise InvalidSeed(f"seed must be a non-negative int, got {seed}")
+    return int(seed)
+
+
+class NumbaVectorEnv(VectorEnv):
+    """``num_envs`` copies of one :class:`~envs_numba.core.EnvKernel` environment, stepped together.
+
+    Args:
+        kernel: the environment family (``envs_numba.KERNELS[id]``).
+        num_envs: number of sub-environments.
+        seed: seeds the envs' random streams now (env ``i`` gets ``seed + i``), so a first
+            ``reset()`` equals gymnasium's ``reset(seed=seed)``. ``None``: fresh entropy.
+        autoreset_mode: ``AutoresetMode`` or its string value.
+        max_episode_steps: time limit; ``None`` takes the registered default.
+        render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns one frame per env).
+        copy: return fresh arrays (default, like ``SyncVectorEnv``); ``False`` returns views
+            of the internal buffers, overwritten by the next ``step``/``reset``.
+        **env_kwargs: the single env's constructor kwargs (e.g. ``g`` for Pendulum).
+    """
+
+    def __init__(
+        self,
+        kernel: EnvKernel,
+        num_envs: int,
+        *,
+        seed: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        copy: bool = True,
+        **env_kwargs: Any,
+    ):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, numbers.Integral):
+            raise TypeError(f"num_envs must be an int, got {num_envs!r}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_episode_steps is None:
+            max_episode_steps = kernel.max_episode_steps
+        if max_episode_steps is not None and (
+            isinstance(max_episode_steps, bool)
+            or not isinstance(max_episode_steps, numbers.Integral)
+            or max_episode_steps < 1
+        ):
+            raise ValueError(f"max_episode_steps must be a positive int or None, got {max_episode_steps!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+
+        n = int(num_envs)
+        self.kernel = kernel
+        self.num_envs = n
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = render_mode
+        self.copy = bool(copy)
+        self.env_kwargs = dict(env_kwargs)
+        self._params = np.ascontiguousarray(kernel.make_params(**env_kwargs), dtype=np.float64)
+        self._default_bounds = np.ascontiguousarray(kernel.reset_bounds(None), dtype=np.float64)
+        self.metadata = {
+            "render_modes": ["rgb_array"],
+            "render_fps": kernel.render_fps,
+            "autoreset_mode": self.autoreset_mode,
+        }
+
+        self.single_observation_space = kernel.observation_space
+        self.single_action_space = kernel.action_space
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+
+        obs_space = self.single_observation_space
+        self._state = np.zeros((kernel.state_dim, n), dtype=np.float64)
+        self._rng = rng_mod.new_streams(n)
+        self._seeded = np.zeros(n, dtype=np.bool_)
+        self._entropy: list[Any] = [None] * n
+        self._obs = np.zeros((n, *obs_space.shape), dtype=obs_space.dtype)
+        self._rewards = np.zeros(n, dtype=np.float64)
+        self._terminated = np.zeros(n, dtype=np.bool_)
+        self._truncated = np.zeros(n, dtype=np.bool_)
+        self._elapsed = np.zeros(n, dtype=np.int64)
+        self._pending = np.zeros(n, dtype=np.bool_)  # finished, reset at the next step (NEXT_STEP)
+        self._step_mask = np.zeros(n, dtype=np.bool_)
+        self._all = np.ones(n, dtype=np.bool_)
+        if isinstance(self.single_action_space, gym.spaces.Discrete):
+            self._n_actions = int(self.single_action_space.n)
+            self._actions = np.zeros(n, dtype=np.int64)
+        elif isinstance(self.single_action_space, gym.spaces.Box):
+            self._n_actions = -1
+            self._actions = np.zeros((n, *self.single_action_space.shape), dtype=np.float32)
+        else:
+            raise TypeError(f"unsupported action space {self.single_action_space}")
+        self._max_steps = int(max_episode_steps or 0)
+        self._has_reset = False
+        self._render_env = None
+        if seed is not None:
+            self._seed_streams(self._seed_list(seed), self._all)
+
+    # -- seeding -----------------------------------------------------------------------
+
+    def _seed_list(self, seed) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+            base = _check_seed_value(seed)
+            return [base + i for i in range(self.num_envs)]
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seeds = [_check_seed_value(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(
+                    f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
+                    f"but got length={len(seeds)}."
+                )
+            return seeds
+        raise InvalidSeed(f"seed must be None, an int or a list of num_envs ints, got {seed!r}")
+
+    def _seed_streams(self, seeds: list[int | None], mask: np.ndarray) -> None:
+        """Seed explicitly seeded envs; give never-seeded ones fresh entropy (as gymnasium)."""
+        for i in np.flatnonzero(mask):
+            s = seeds[i]
+            if s is not None or not self._seeded[i]:
+                self._entropy[i] = rng_mod.seed_stream(self._rng, i, s)
+                self._seeded[i] = True
+
+    @property
+    def np_random_seed(self) -> tuple[Any, ...]:
+        """Per-env seeds (entropy) like ``SyncVectorEnv.np_random_seed``."""
+        return tuple(self._entropy)
+
+    # -- gymnasium API -----------------------------------------------------------------
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
+        seeds = self._seed_list(seed)
+        options = dict(options) if options else {}
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            mask = self._all
+        else:
+            self._check_reset_mask(mask)
+        unknown = sorted(set(options) - set(self.kernel.reset_option_keys))
+        if unknown:
+            raise ValueError(
+                f"unknown reset options {unknown} for {self.kernel.id}; accepted: "
+                f"{['reset_mask', *self.kernel.reset_option_keys]}"
+            )
+        bounds = np.ascontiguousarray(self.kernel.reset_bounds(options), dtype=np.float64)
+        # everything validated: from here on state changes
+        self._seed_streams(seeds, mask)
+        self._reset_envs(mask, bounds)
+        self._terminated[mask] = False
+        self._truncated[mask] = False
+        self._has_reset = True
+        return (self._obs.copy() if self.copy else self._obs), {}
+
+    def step(self, actions):
+        self._check_open()
+        if not self._has_reset:
+            raise ResetNeeded("Cannot call step() before calling reset()")
+        self._load_actions(actions)
+        k = self.kernel
+        infos: dict[str, Any] = {}
+        mode = self.autoreset_mode
+        if mode is AutoresetMode.NEXT_STEP:
+            pending = self._pending
+            if core.split_pending(pending, self._step_mask):
+                k.reset(pending, self._state, self._rng, self._default_bounds, self._params, self._obs)
+                if k.fix_reset_obs is not None:
+                    k.fix_reset_obs(self._state, self._obs, pending)
+            k.step(self._step_mask, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            core.finish_step(
+                self._step_mask, self._elapsed, self._max_steps, self._rewards,
+                self._terminated, self._truncated, pending,
+            )
+        elif mode is AutoresetMode.SAME_STEP:
+            k.step(self._all, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            done = core.finish_step(
+                self._all, self._elapsed, self._max_steps, self._rewards,
+                self._terminated, self._truncated, self._pending,
+            )
+            if done:
+                infos = self._final_infos(self._pending)
+                self._reset_envs(self._pending, self._default_bounds)
+        else:  # DISABLED: the user resets finished envs with reset(options={"reset_mask": ...})
+            k.step(self._all, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            core.finish_step(
+                self._all, self._elapsed, self._max_steps, self._rewards,
+                self._terminated, self._truncated, self._pending,
+            )
+        if self.copy:
+            return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
+        return self._obs, self._rewards, self._terminated, self._truncated, infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
+            return None
+        if self.kernel.load_render_state is None:
+            raise NotImplementedError(f"{self.kernel.id} has no renderer")
+        if self._render_env is None:
+            env = gym.make(self.kernel.gym_entry_point, render_mode="rgb_array", **self.env_kwargs)
+            env.reset(seed=0)
+            self._render_env = env
+        env = self._render_env.unwrapped
+        frames = []
+        for i in range(self.num_envs):
+            self.kernel.load_render_state(env, self._state[:, i].copy(), self._params)
+            frames.append(env.render())
+        return tuple(frames)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._render_env is not None:
+            self._render_env.close()
+            self._render_env = None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedEnvironmentError(f"{type(self).__name__}({self.kernel.id}) is closed")
+
+    def _reset_envs(self, mask: np.ndarray, bounds: np.ndarray) -> None:
+        k = self.kernel
+        k.reset(mask, self._state, self._rng, bounds, self._params, self._obs)
+        if k.fix_reset_obs is not None:
+            k.fix_reset_obs(self._state, self._obs, mask)
+        core.start_episodes(mask, self._elapsed, self._pending)
+
+    def _final_infos(self, done: np.ndarray) -> dict[str, Any]:
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in np.flatnonzero(done):
+            final_obs[i] = self._obs[i].copy()
+        return {"final_obs": final_obs, "_final_obs": done.copy(), "final_info": {}, "_final_info": done.copy()}
+
+    def _check_reset_mask(self, mask: Any) -> None:
+        n = self.num_envs
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+        if mask.shape != (n,):
+            raise ValueError(f"`options['reset_mask']` must have shape `({n},)`, got {mask.shape}")
+        if mask.dtype != np.bool_:
+            raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+        if not mask.any():
+            raise ValueError(
+                f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
+            )
+
+    def _load_actions(self, actions: Any) -> None:
+        """Validate ``actions`` and copy them into the kernel's action buffer, or raise."""
+        a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
+        n = self.num_envs
+        expected = self._actions.shape
+        if a.shape != expected:
+            if a.ndim == 0:
+                raise TypeError(f"actions must be a batch of {n} actions, got a scalar {actions!r}")
+            if a.shape[0] != n:
+                raise ValueError(f"expected {n} actions (one per env), got {a.shape[0]} (shape {a.shape})")
+            raise ValueError(f"actions must have shape {expected}, got {a.shape}")
+        if self._n_actions >= 0:
+            if a.dtype.kind not in "iu":
+                raise TypeError(
+                    f"actions for {self.single_action_space} must be integers, got dtype {a.dtype}"
+                )
+            bad = core.check_discrete_actions(a, self._n_actions, self._actions)
+            if bad >= 0:
+                raise InvalidAction(
+                    f"action {a[bad]!r} of env {bad} is outside {self.single_action_space} "
+                    f"(valid: 0..{self._n_actions - 1})"
+                )
+        else:
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"actions for {self.single_action_space} must be numbers, got dtype {a.dtype}")
+            bad = core.check_box_actions(np.ascontiguousarray(a), self._actions)
+            if bad >= 0:
+                raise InvalidAction(
+                    f"action {a[bad]!r} of env {bad} is not finite (NaN or inf are rejected; finite "
+                    f"values outside {self.single_action_space} are clipped by the env, as in gymnasium)"
+                )
+        if self.autoreset_mode is AutoresetMode.DISABLED and self._pending.any():
+            done = np.flatnonzero(self._pending)
+            raise ResetNeeded(
+                f"envs {done[:10].tolist()} finished and autoreset is disabled: reset them with "
+                f"reset(options={{'reset_mask': mask}}) before stepping"
+            )
+
+    def __repr__(self) -> str:
+        return f"NumbaVectorEnv({self.kernel.id}, num_envs={self.num_envs})"

@@ -1,0 +1,22 @@
+"""CartPole-v1: fastsample equals gymnasium's SyncVectorEnv bit for bit."""
+
+import numpy as np
+import pytest
+
+from tests.support import MODES, run_side_by_side
+
+
+@pytest.mark.platform_sensitive
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_envs", [1, 7, 64])
+def test_cartpole_bit_identical(num_envs, mode):
+    counts = run_side_by_side("CartPole-v1", num_envs, mode, steps=10_000, seed=123)
+    assert counts["finished"] >= 100  # many autoresets happened
+
+
+def test_cartpole_reset_bounds_and_sutton_barto():
+    counts = run_side_by_side(
+        "CartPole-v1", 5, "NextStep", steps=500, seed=7,
+        reset_options={"low": -0.2, "high": 0.2}, sutton_barto_reward=True,
+    )
+    assert counts["finished"] > 0
