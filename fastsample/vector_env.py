@@ -45,7 +45,7 @@ def _check_seed_value(seed: Any) -> int | None:
     if seed is None:
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise InvalidSeed(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
+        raise TypeError(f"seed must be a non-negative int or None, got {seed!r} ({type(seed).__name__})")
     if seed < 0:
         raise InvalidSeed(f"seed must be a non-negative int, got {seed}")
     return int(seed)
@@ -158,7 +158,9 @@ class NumbaVectorEnv(VectorEnv):
                     f"but got length={len(seeds)}."
                 )
             return seeds
-        raise InvalidSeed(f"seed must be None, an int or a list of num_envs ints, got {seed!r}")
+        raise TypeError(
+            f"seed must be a non-negative int, None, or a list of num_envs={self.num_envs} such, got {seed!r}"
+        )
 
     def _seed_streams(self, seeds: list[int | None], mask: np.ndarray) -> None:
         """Seed explicitly seeded envs; give never-seeded ones fresh entropy (as gymnasium)."""
@@ -244,7 +246,8 @@ class NumbaVectorEnv(VectorEnv):
         if self.kernel.load_render_state is None:
             raise NotImplementedError(f"{self.kernel.id} has no renderer")
         if self._render_env is None:
-            env = gym.make(self.kernel.gym_entry_point, render_mode="rgb_array", **self.env_kwargs)
+            creator = gym.envs.registration.load_env_creator(self.kernel.gym_entry_point)
+            env = creator(render_mode="rgb_array", **self.env_kwargs)
             env.reset(seed=0)
             self._render_env = env
         env = self._render_env.unwrapped
@@ -310,7 +313,7 @@ class NumbaVectorEnv(VectorEnv):
             bad = core.check_discrete_actions(a, self._n_actions, self._actions)
             if bad >= 0:
                 raise InvalidAction(
-                    f"action {a[bad]!r} of env {bad} is outside {self.single_action_space} "
+                    f"action {a[bad].item()!r} of env {bad} is outside {self.single_action_space} "
                     f"(valid: 0..{self._n_actions - 1})"
                 )
         else:
@@ -319,7 +322,7 @@ class NumbaVectorEnv(VectorEnv):
             bad = core.check_box_actions(np.ascontiguousarray(a), self._actions)
             if bad >= 0:
                 raise InvalidAction(
-                    f"action {a[bad]!r} of env {bad} is not finite (NaN or inf are rejected; finite "
+                    f"action {a[bad].tolist()!r} of env {bad} is not finite (NaN or inf are rejected; finite "
                     f"values outside {self.single_action_space} are clipped by the env, as in gymnasium)"
                 )
         if self.autoreset_mode is AutoresetMode.DISABLED and self._pending.any():

@@ -27,8 +27,8 @@ steps (``max_episode_steps``).
 
 ## Exactness notes
 Operation order follows gymnasium's source line by line (``np.square(t)`` is ``t*t``;
-``np.cos``/``np.sin`` on float64 are libm calls in both NumPy and Numba on CPUs where NumPy
-does not dispatch them to SVML). Explicit Euler integration (gymnasium's default and only
+``np.cos``/``np.sin`` on float64 are libm calls in NumPy on CPUs where it does not dispatch
+them to SVML; we call libm's ``sincos``, which returns the same bits as ``sin`` and ``cos``). Explicit Euler integration (gymnasium's default and only
 constructor-reachable integrator). Constructor kwarg: ``sutton_barto_reward``.
 """
 
@@ -42,6 +42,7 @@ from numba import njit
 
 from envs_numba import rng as rng_mod
 from envs_numba.core import EnvKernel, low_high_bounds, parse_kwargs
+from envs_numba.libm import sincos
 
 GRAVITY = 9.8
 MASSCART = 1.0
@@ -80,8 +81,7 @@ def step(mask, actions, state, params, obs, rewards, terminated):
         theta = state[2, i]
         theta_dot = state[3, i]
         force = FORCE_MAG if actions[i] == 1 else -FORCE_MAG
-        costheta = np.cos(theta)
-        sintheta = np.sin(theta)
+        sintheta, costheta = sincos(theta)  # same bits as np.sin/np.cos, one libm call
         temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
         thetaacc = (GRAVITY * sintheta - costheta * temp) / (
             LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
