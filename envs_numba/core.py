@@ -150,11 +150,12 @@ def start_episodes(mask, elapsed, pending):
 
 
 @njit(cache=True)
-def check_discrete_actions(actions, n_actions, out):
-    """Copy integer actions into ``out`` (int64); return the first bad index or -1."""
+def check_discrete_actions(actions, low, high, out):
+    """Copy integer actions in ``[low, high)`` into ``out`` (int64); return the first bad
+    index or -1 (then nothing is copied)."""
     for i in range(actions.shape[0]):
         a = actions[i]
-        if a < 0 or a >= n_actions:
+        if a < low or a >= high:
             return i
     for i in range(actions.shape[0]):
         out[i] = actions[i]
@@ -163,17 +164,19 @@ def check_discrete_actions(actions, n_actions, out):
 
 @njit(cache=True)
 def check_box_actions(actions, out):
-    """Copy float actions into ``out`` (float32, same shape); return the first env whose
-    action is NaN or infinite as a float32, or -1. Nothing is copied when one is.
+    """Copy float actions into ``out`` (same shape, ``out``'s dtype); return the first env
+    whose action is NaN or infinite in that dtype, or -1 (then nothing is copied).
     ``actions`` must be C-contiguous."""
     n = actions.shape[0]
     flat = actions.reshape(n, -1)
-    for i in range(n):
-        for j in range(flat.shape[1]):
-            if not np.isfinite(np.float32(flat[i, j])):
-                return i
     out_flat = out.reshape(n, -1)
+    to_f32 = out.dtype == np.float32
     for i in range(n):
         for j in range(flat.shape[1]):
-            out_flat[i, j] = np.float32(flat[i, j])
+            v = np.float64(np.float32(flat[i, j])) if to_f32 else np.float64(flat[i, j])
+            if not np.isfinite(v):
+                return i
+    for i in range(n):
+        for j in range(flat.shape[1]):
+            out_flat[i, j] = flat[i, j]
     return -1

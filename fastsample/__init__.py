@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from fastsample.engine import ProcessVectorEnv, WorkerDiedError, WorkerError
 from fastsample.registration import make_vec, register_with_gymnasium
 from fastsample.vector_env import NumbaVectorEnv
 
@@ -13,4 +14,12 @@ __version__ = "0.1.0"
 
 register_with_gymnasium()
 
-__all__ = ["NumbaVectorEnv", "make_vec", "register_with_gymnasium", "__version__"]
+__all__ = [
+    "NumbaVectorEnv",
+    "ProcessVectorEnv",
+    "WorkerDiedError",
+    "WorkerError",
+    "make_vec",
+    "register_with_gymnasium",
+    "__version__",
+]

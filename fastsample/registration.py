@@ -9,7 +9,8 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 import envs_numba
-from fastsample.vector_env import NumbaVectorEnv
+from fastsample.engine.process_vector_env import ProcessVectorEnv
+from fastsample.vector_env import NumbaVectorEnv, check_seed_list
 
 NAMESPACE = "fastsample/"
 
@@ -36,16 +37,34 @@ def make_vec(
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
     copy: bool = True,
+    num_workers: int = 0,
+    batch_size: int | None = None,
+    context: str | None = None,
+    pin_workers: bool = False,
     **env_kwargs: Any,
-) -> NumbaVectorEnv:
+) -> NumbaVectorEnv | ProcessVectorEnv:
     """Create ``num_envs`` batched copies of ``env_id`` (``"CartPole-v1"`` or
     ``"fastsample/CartPole-v1"``) as a ``gymnasium.vector.VectorEnv``.
 
     ``seed`` seeds env ``i`` with ``seed + i`` now, so the first ``reset()`` equals
     gymnasium's ``reset(seed=seed)``. ``env_kwargs`` are the single env's constructor kwargs.
+    ``num_workers=0`` steps every env in this process (:class:`NumbaVectorEnv`);
+    ``num_workers=K`` spreads them over K worker processes with shared memory
+    (:class:`ProcessVectorEnv`, bit-identical results), where ``batch_size < num_envs``
+    enables the EnvPool-style ``async_reset``/``send``/``recv`` API. ``context`` is the
+    multiprocessing start method and ``pin_workers`` pins worker ``w`` to CPU ``w``.
     See :class:`~fastsample.vector_env.NumbaVectorEnv` for the other arguments.
     """
     kernel = _kernel_for(env_id)
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    if num_workers == 0 and batch_size not in (None, num_envs):
+        raise ValueError("batch_size < num_envs needs worker processes (num_workers >= 1)")
+    if num_workers > 0:
+        return _make_process_vec(kernel, num_envs, seed=seed, autoreset_mode=autoreset_mode,
+                                 max_episode_steps=max_episode_steps, render_mode=render_mode, copy=copy,
+                                 num_workers=num_workers, batch_size=batch_size, context=context,
+                                 pin_workers=pin_workers, env_kwargs=env_kwargs)
     return NumbaVectorEnv(
         kernel,
         num_envs,
@@ -56,6 +75,29 @@ def make_vec(
         copy=copy,
         **env_kwargs,
     )
+
+
+def _make_process_vec(kernel, num_envs, *, seed, autoreset_mode, max_episode_steps, render_mode, copy,
+                      num_workers, batch_size, context, pin_workers, env_kwargs) -> ProcessVectorEnv:
+    # validates every argument in this process, before any worker starts
+    dummy = NumbaVectorEnv(kernel, num_envs, seed=None, autoreset_mode=autoreset_mode,
+                           max_episode_steps=max_episode_steps, render_mode=render_mode, **env_kwargs)
+    seeds = check_seed_list(seed, dummy.num_envs)
+    max_steps = dummy.max_episode_steps
+    mode = dummy.autoreset_mode
+
+    def sub_factory(lo: int, hi: int):
+        def make() -> NumbaVectorEnv:
+            return NumbaVectorEnv(kernel, hi - lo, seed=None if seed is None else seeds[lo:hi], autoreset_mode=mode,
+                                  max_episode_steps=max_steps, render_mode=render_mode, copy=False, **env_kwargs)
+        return make
+
+    env = ProcessVectorEnv((), num_workers=num_workers, autoreset_mode=mode, copy=copy, context=context,
+                           batch_size=batch_size, pin_workers=pin_workers, _sub_factory=sub_factory, _dummy=dummy)
+    env.kernel = kernel
+    env.max_episode_steps = max_steps
+    dummy.close()
+    return env
 
 
 def _vector_entry_point(env_id: str, num_envs: int = 1, **kwargs: Any) -> NumbaVectorEnv:

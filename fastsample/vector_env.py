@@ -18,16 +18,13 @@ from gymnasium.vector.utils import batch_space
 
 from envs_numba import core, rng as rng_mod
 from envs_numba.core import EnvKernel
+from fastsample.actions import ActionBuffer
 
 __all__ = ["NumbaVectorEnv", "parse_autoreset_mode"]
 
 
 class InvalidSeed(gym.error.Error, ValueError):
     """A seed that is not a non-negative integer (gymnasium raises ``gym.error.Error``)."""
-
-
-class InvalidAction(gym.error.InvalidAction, ValueError):
-    """An action outside the action space (gymnasium's class, also a ``ValueError``)."""
 
 
 def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
@@ -51,14 +48,47 @@ def _check_seed_value(seed: Any) -> int | None:
     return int(seed)
 
 
+def check_seed_list(seed: Any, num_envs: int) -> list[int | None]:
+    """``SyncVectorEnv``'s seed rules: None -> all None, int -> seed + i, list -> as is."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+        base = _check_seed_value(seed)
+        return [base + i for i in range(num_envs)]
+    if isinstance(seed, (list, tuple, np.ndarray)):
+        seeds = [_check_seed_value(s) for s in seed]
+        if len(seeds) != num_envs:
+            raise ValueError(
+                f"If seeds are passed as a list the length must match num_envs={num_envs} "
+                f"but got length={len(seeds)}."
+            )
+        return seeds
+    raise TypeError(f"seed must be a non-negative int, None, or a list of num_envs={num_envs} such, got {seed!r}")
+
+
+def check_reset_mask(mask: Any, num_envs: int) -> None:
+    """``SyncVectorEnv``'s ``reset_mask`` checks, with its messages."""
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
+    if mask.shape != (num_envs,):
+        raise ValueError(f"`options['reset_mask']` must have shape `({num_envs},)`, got {mask.shape}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
+    if not mask.any():
+        raise ValueError(
+            f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
+        )
+
+
 class NumbaVectorEnv(VectorEnv):
     """``num_envs`` copies of one :class:`~envs_numba.core.EnvKernel` environment, stepped together.
 
     Args:
         kernel: the environment family (``envs_numba.KERNELS[id]``).
         num_envs: number of sub-environments.
-        seed: seeds the envs' random streams now (env ``i`` gets ``seed + i``), so a first
-            ``reset()`` equals gymnasium's ``reset(seed=seed)``. ``None``: fresh entropy.
+        seed: seeds the envs' random streams now (env ``i`` gets ``seed + i``, or ``seed[i]``
+            for a list), so a first ``reset()`` equals gymnasium's ``reset(seed=seed)``.
+            ``None``: fresh entropy at the first reset.
         autoreset_mode: ``AutoresetMode`` or its string value.
         max_episode_steps: time limit; ``None`` takes the registered default.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns one frame per env).
@@ -72,7 +102,7 @@ class NumbaVectorEnv(VectorEnv):
         kernel: EnvKernel,
         num_envs: int,
         *,
-        seed: int | None = None,
+        seed: int | list[int | None] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
@@ -128,14 +158,10 @@ class NumbaVectorEnv(VectorEnv):
         self._pending = np.zeros(n, dtype=np.bool_)  # finished, reset at the next step (NEXT_STEP)
         self._step_mask = np.zeros(n, dtype=np.bool_)
         self._all = np.ones(n, dtype=np.bool_)
-        if isinstance(self.single_action_space, gym.spaces.Discrete):
-            self._n_actions = int(self.single_action_space.n)
-            self._actions = np.zeros(n, dtype=np.int64)
-        elif isinstance(self.single_action_space, gym.spaces.Box):
-            self._n_actions = -1
-            self._actions = np.zeros((n, *self.single_action_space.shape), dtype=np.float32)
-        else:
-            raise TypeError(f"unsupported action space {self.single_action_space}")
+        if not isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)):
+            raise TypeError(f"kernels take Discrete or Box actions, not {self.single_action_space}")
+        self._action_buffer = ActionBuffer(self.single_action_space, n)
+        self._actions = self._action_buffer.array
         self._max_steps = int(max_episode_steps or 0)
         self._has_reset = False
         self._render_env = None
@@ -145,22 +171,7 @@ class NumbaVectorEnv(VectorEnv):
     # -- seeding -----------------------------------------------------------------------
 
     def _seed_list(self, seed) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
-            base = _check_seed_value(seed)
-            return [base + i for i in range(self.num_envs)]
-        if isinstance(seed, (list, tuple, np.ndarray)):
-            seeds = [_check_seed_value(s) for s in seed]
-            if len(seeds) != self.num_envs:
-                raise ValueError(
-                    f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
-                    f"but got length={len(seeds)}."
-                )
-            return seeds
-        raise TypeError(
-            f"seed must be a non-negative int, None, or a list of num_envs={self.num_envs} such, got {seed!r}"
-        )
+        return check_seed_list(seed, self.num_envs)
 
     def _seed_streams(self, seeds: list[int | None], mask: np.ndarray) -> None:
         """Seed explicitly seeded envs; give never-seeded ones fresh entropy (as gymnasium)."""
@@ -185,7 +196,7 @@ class NumbaVectorEnv(VectorEnv):
         if mask is None:
             mask = self._all
         else:
-            self._check_reset_mask(mask)
+            check_reset_mask(mask, self.num_envs)
         unknown = sorted(set(options) - set(self.kernel.reset_option_keys))
         if unknown:
             raise ValueError(
@@ -262,6 +273,17 @@ class NumbaVectorEnv(VectorEnv):
             self._render_env.close()
             self._render_env = None
 
+    def bind_output_buffers(self, obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                            truncated: np.ndarray) -> None:
+        """Write results straight into the given arrays (shared memory in a worker) instead
+        of private buffers. They must match the private buffers' shapes and dtypes."""
+        for name, new in (("_obs", obs), ("_rewards", rewards), ("_terminated", terminated), ("_truncated", truncated)):
+            old = getattr(self, name)
+            if new.shape != old.shape or new.dtype != old.dtype or not new.flags.c_contiguous:
+                raise ValueError(f"{name[1:]} buffer must be C-contiguous {old.dtype}{old.shape}, got {new.dtype}{new.shape}")
+            new[...] = old
+            setattr(self, name, new)
+
     # -- internals ---------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -281,50 +303,9 @@ class NumbaVectorEnv(VectorEnv):
             final_obs[i] = self._obs[i].copy()
         return {"final_obs": final_obs, "_final_obs": done.copy(), "final_info": {}, "_final_info": done.copy()}
 
-    def _check_reset_mask(self, mask: Any) -> None:
-        n = self.num_envs
-        if not isinstance(mask, np.ndarray):
-            raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(mask)}")
-        if mask.shape != (n,):
-            raise ValueError(f"`options['reset_mask']` must have shape `({n},)`, got {mask.shape}")
-        if mask.dtype != np.bool_:
-            raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {mask.dtype}")
-        if not mask.any():
-            raise ValueError(
-                f"`options['reset_mask']` must contain a boolean array with at least one True value, got reset_mask={mask}"
-            )
-
     def _load_actions(self, actions: Any) -> None:
-        """Validate ``actions`` and copy them into the kernel's action buffer, or raise."""
-        a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
-        n = self.num_envs
-        expected = self._actions.shape
-        if a.shape != expected:
-            if a.ndim == 0:
-                raise TypeError(f"actions must be a batch of {n} actions, got a scalar {actions!r}")
-            if a.shape[0] != n:
-                raise ValueError(f"expected {n} actions (one per env), got {a.shape[0]} (shape {a.shape})")
-            raise ValueError(f"actions must have shape {expected}, got {a.shape}")
-        if self._n_actions >= 0:
-            if a.dtype.kind not in "iu":
-                raise TypeError(
-                    f"actions for {self.single_action_space} must be integers, got dtype {a.dtype}"
-                )
-            bad = core.check_discrete_actions(a, self._n_actions, self._actions)
-            if bad >= 0:
-                raise InvalidAction(
-                    f"action {a[bad].item()!r} of env {bad} is outside {self.single_action_space} "
-                    f"(valid: 0..{self._n_actions - 1})"
-                )
-        else:
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"actions for {self.single_action_space} must be numbers, got dtype {a.dtype}")
-            bad = core.check_box_actions(np.ascontiguousarray(a), self._actions)
-            if bad >= 0:
-                raise InvalidAction(
-                    f"action {a[bad].tolist()!r} of env {bad} is not finite (NaN or inf are rejected; finite "
-                    f"values outside {self.single_action_space} are clipped by the env, as in gymnasium)"
-                )
+        """Validate ``actions`` into the kernel's action buffer, or raise leaving all as is."""
+        self._action_buffer.load(actions)
         if self.autoreset_mode is AutoresetMode.DISABLED and self._pending.any():
             done = np.flatnonzero(self._pending)
             raise ResetNeeded(

@@ -1,0 +1,5 @@
+"""The multi-process engine: worker processes, shared-memory batches, cheap signalling."""
+
+from fastsample.engine.process_vector_env import ProcessVectorEnv, WorkerDiedError, WorkerError
+
+__all__ = ["ProcessVectorEnv", "WorkerDiedError", "WorkerError"]

@@ -1,0 +1,656 @@
+"""``ProcessVectorEnv``: envs spread over worker processes, results in shared memory.
+
+The same engine runs two kinds of envs:
+
+* any Python gymnasium env (``ProcessVectorEnv(env_fns, ...)``, a drop-in for
+  ``gymnasium.vector.AsyncVectorEnv``): each worker runs a ``SyncVectorEnv`` over its slice;
+* fastsample's Numba kernels (``fastsample.make_vec(..., num_workers=K)``): each worker runs a
+  ``NumbaVectorEnv`` over its slice, writing straight into shared memory (zero copies).
+
+Either way worker ``w`` owns envs ``lo_w..hi_w-1``, results are bit-identical to running all
+envs in one process with the same seeds and actions, and a step costs one eventfd signal each
+way per worker (see ``worker.py``).
+
+EnvPool-style asynchronous stepping (``batch_size < num_envs``): ``async_reset()``, then loop
+``obs, rew, term, trunc, info = env.recv()`` and ``env.send(actions, info["env_id"])``.
+``recv`` returns the first ``batch_size`` envs whose workers are done, so the policy works on
+one batch while the workers step the others (double buffering with two batches).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import select
+import signal
+import sys
+import time
+import weakref
+from enum import Enum
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import CloudpickleWrapper, batch_space
+
+from fastsample.actions import ActionBuffer
+from fastsample.engine import worker as W
+from fastsample.engine.shared import SharedBatch, array_action_dtype, concat_batches, copy_batch
+
+__all__ = ["ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
+
+
+class WorkerError(RuntimeError):
+    """An env raised inside a worker (the message names the worker, its envs and the error)."""
+
+
+class WorkerDiedError(WorkerError):
+    """A worker process exited or was killed."""
+
+
+class _State(Enum):
+    IDLE = "idle"
+    WAITING_RESET = "reset"
+    WAITING_STEP = "step"
+    WAITING_CALL = "call"
+
+
+class _Fd:
+    """An fd that travels to a spawned/forkserver worker as a duplicated descriptor."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+
+        return (_rebuild_fd, (reduction.DupFd(self.fd),))
+
+    def __int__(self) -> int:
+        return self.fd
+
+
+def _rebuild_fd(dup) -> int:
+    return dup.detach()
+
+
+def _signal_name(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _split(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
+    base, extra = divmod(num_envs, num_workers)
+    bounds, lo = [], 0
+    for w in range(num_workers):
+        hi = lo + base + (1 if w < extra else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _place_info(dst: dict, src: dict, lo: int, hi: int, n: int) -> None:
+    """Merge a worker's slice infos (arrays of length hi-lo) into full-size arrays."""
+    for key, value in src.items():
+        if isinstance(value, dict):
+            _place_info(dst.setdefault(key, {}), value, lo, hi, n)
+        elif isinstance(value, np.ndarray) and value.shape[:1] == (hi - lo,):
+            if key not in dst:
+                if value.dtype == object:
+                    dst[key] = np.full(n, None, dtype=object)
+                else:
+                    dst[key] = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+            dst[key][lo:hi] = value
+        else:
+            dst[key] = value
+
+
+def _rebuild_exception(w: int, lo: int, hi: int, payload) -> BaseException:
+    module, qualname, message, tb = payload
+    text = f"worker {w} (envs {lo}..{hi - 1}) raised {qualname}: {message}\n--- worker traceback ---\n{tb}"
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+        if isinstance(cls, type) and issubclass(cls, Exception) and (
+            module in ("builtins", "gymnasium.error") or module.startswith("fastsample")
+        ):
+            return cls(text)
+    except (ImportError, AttributeError, TypeError):
+        pass
+    return WorkerError(text)
+
+
+class ProcessVectorEnv(VectorEnv):
+    """Gymnasium envs run in ``num_workers`` processes over shared memory.
+
+    A drop-in for ``gymnasium.vector.AsyncVectorEnv`` (same constructor shape, async
+    methods, ``call``/``get_attr``/``set_attr`` and error classes), several envs per worker.
+
+    Args:
+        env_fns: functions that create the envs.
+        num_workers: worker processes (default: ``min(len(env_fns), os.cpu_count())``).
+        autoreset_mode: ``AutoresetMode`` or its string value.
+        shared_memory: observations through shared memory (default); ``False`` pickles them
+            (for spaces shared memory cannot hold).
+        copy: return fresh arrays (default) or views of the shared buffers.
+        context: multiprocessing start method (default ``"fork"`` on Linux, else the platform's).
+        daemon: worker processes are daemonic (they die with the parent).
+        batch_size: envs per ``recv()`` for the asynchronous ``send``/``recv`` API; a multiple
+            of the envs per worker. Default ``num_envs``.
+        pin_workers: pin worker ``w`` to CPU ``w % cpu_count`` with psutil.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        num_workers: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        shared_memory: bool = True,
+        copy: bool = True,
+        context: str | None = None,
+        daemon: bool = True,
+        *,
+        batch_size: int | None = None,
+        pin_workers: bool = False,
+        _sub_factory: Callable[[int, int], Callable[[], VectorEnv]] | None = None,
+        _dummy: VectorEnv | None = None,
+    ):
+        from fastsample.vector_env import parse_autoreset_mode
+
+        self._closed_workers = True  # until workers exist, close() has nothing to do
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        if _sub_factory is None:
+            env_fns = list(env_fns)
+            if not env_fns:
+                raise ValueError("env_fns must contain at least one env constructor")
+            if not all(callable(f) for f in env_fns):
+                raise TypeError("env_fns must be callables that create envs")
+            num_envs = len(env_fns)
+            dummy = env_fns[0]()
+            self.single_observation_space = dummy.observation_space
+            self.single_action_space = dummy.action_space
+            self.metadata = dict(dummy.metadata)
+            self.render_mode = dummy.render_mode
+            self.spec = None
+            dummy.close()
+            mode = self.autoreset_mode
+
+            def sub_factory(lo: int, hi: int):
+                fns = env_fns[lo:hi]
+                return lambda: SyncVectorEnv(fns, copy=False, autoreset_mode=mode)
+        else:
+            num_envs = _dummy.num_envs
+            self.single_observation_space = _dummy.single_observation_space
+            self.single_action_space = _dummy.single_action_space
+            self.metadata = dict(_dummy.metadata)
+            self.render_mode = _dummy.render_mode
+            sub_factory = _sub_factory
+        self.metadata["autoreset_mode"] = self.autoreset_mode
+        self.num_envs = num_envs
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.copy = bool(copy)
+        self.shared_memory = bool(shared_memory)
+
+        if num_workers is None:
+            num_workers = min(num_envs, os.cpu_count() or 1)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+        if num_workers > num_envs:
+            raise ValueError(f"num_workers={num_workers} is more than num_envs={num_envs}")
+        self.num_workers = num_workers
+        self._bounds = _split(num_envs, num_workers)
+        if batch_size is None:
+            batch_size = num_envs
+        per_worker = num_envs // num_workers
+        if not isinstance(batch_size, int) or not 1 <= batch_size <= num_envs:
+            raise ValueError(f"batch_size must be an int in 1..num_envs={num_envs}, got {batch_size!r}")
+        if batch_size < num_envs and (num_envs % num_workers or batch_size % per_worker):
+            raise ValueError(
+                f"batch_size={batch_size} < num_envs needs whole workers per batch: num_envs={num_envs} "
+                f"must divide evenly over num_workers={num_workers} and batch_size must be a multiple of "
+                f"{per_worker} (envs per worker)"
+            )
+        self.batch_size = batch_size
+
+        if context is None:
+            context = "fork" if sys.platform.startswith("linux") else None
+        ctx = mp.get_context(context)
+        self._ctx = ctx
+        self._shared = SharedBatch(ctx, self.single_observation_space, self.single_action_space, num_envs,
+                                   obs_in_shared_memory=self.shared_memory)
+        self._views = self._shared.full
+        self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
+        self._checker = ActionBuffer(self.single_action_space, num_envs,
+                                     self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
+        self._processes: list[Any] = []
+        self._cmd_fds: list[int] = []
+        self._done_fds: list[int] = []
+        self._conns: list[Any] = []
+        self._poll = select.poll()
+        self._fd_owner: dict[int, tuple[str, int]] = {}
+        self._in_flight: dict[int, str] = {}  # worker -> what it is doing
+        self._ready: dict[int, tuple[int, Any]] = {}  # async: finished, not yet returned
+        self._state = _State.IDLE
+        self._broken: str | None = None
+        self._reset_done = False
+        self._pending_obs: dict[int, Any] = {}
+        cpus = os.cpu_count() or 1
+        self._finalizer = weakref.finalize(self, ProcessVectorEnv._finalize, self._processes, self._cmd_fds,
+                                           self._done_fds, self._conns)
+        self._closed_workers = False
+        try:
+            for w, (lo, hi) in enumerate(self._bounds):
+                cmd_fd = os.eventfd(0, os.EFD_CLOEXEC)
+                done_fd = os.eventfd(0, os.EFD_CLOEXEC)
+                parent_conn, child_conn = ctx.Pipe()
+                self._cmd_fds.append(cmd_fd)
+                self._done_fds.append(done_fd)
+                self._conns.append(parent_conn)
+                proc = ctx.Process(
+                    target=W.worker_main,
+                    name=f"fastsample-worker-{w}",
+                    args=(w, CloudpickleWrapper(sub_factory(lo, hi)), self._shared, lo, hi, _Fd(cmd_fd),
+                          _Fd(done_fd), child_conn, (w % cpus) if pin_workers else None, self.shared_memory),
+                    daemon=daemon,
+                )
+                proc.start()
+                child_conn.close()
+                self._processes.append(proc)
+                self._poll.register(done_fd, select.POLLIN)
+                self._poll.register(proc.sentinel, select.POLLIN)
+                self._fd_owner[done_fd] = ("done", w)
+                self._fd_owner[proc.sentinel] = ("died", w)
+                self._in_flight[w] = "start"
+            self._collect(list(range(num_workers)), timeout=120.0)
+        except BaseException:
+            self.close(terminate=True)
+            raise
+
+    # -- worker exchanges ----------------------------------------------------------------
+
+    def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
+        if message is not None:
+            self._conns[w].send(message)
+        os.eventfd_write(self._cmd_fds[w], code)
+        self._in_flight[w] = what
+
+    def _poll_once(self, timeout_s: float | None) -> list[tuple[int, int]]:
+        """Wait for replies; return ``[(worker, code)]`` read from done fds. A worker that
+        died while working raises here; one that died idle makes the env unusable."""
+        ms = None if timeout_s is None else max(0, int(timeout_s * 1000))
+        events = self._poll.poll(ms)
+        got = []
+        dead = []
+        for fd, _ in events:
+            kind, w = self._fd_owner[fd]
+            if kind == "died":
+                dead.append((fd, w))
+            else:
+                got.append((w, os.eventfd_read(fd)))
+        for fd, w in dead:
+            if w in self._in_flight and all(w != g for g, _ in got):
+                self._raise_died(w)
+            self._poll.unregister(fd)
+            if self._broken is None and not self._closed_workers:
+                lo, hi = self._bounds[w]
+                self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(self._processes[w].exitcode)})"
+        return got
+
+    def _raise_died(self, w: int) -> None:
+        proc = self._processes[w]
+        proc.join(timeout=1.0)
+        lo, hi = self._bounds[w]
+        self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(proc.exitcode)})"
+        self._state = _State.IDLE
+        raise WorkerDiedError(self._broken + "; close() this env")
+
+    def _collect(self, workers: list[int], timeout: float | None, *, stop_after: int | None = None) -> dict[int, tuple[int, Any]]:
+        """Wait for replies from ``workers`` (or the first ``stop_after`` envs' worth of
+        them); return ``{worker: (code, payload)}``. Raises on errors, deaths and timeouts."""
+        waiting = set(workers)
+        results: dict[int, tuple[int, Any]] = {}
+        for w in list(waiting):
+            if w in self._ready:
+                results[w] = self._ready.pop(w)
+                waiting.discard(w)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        envs_done = sum(self._bounds[w][1] - self._bounds[w][0] for w in results)
+        while waiting and (stop_after is None or envs_done < stop_after):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._ready.update(results)  # keep what arrived; a later wait returns it
+                raise mp.TimeoutError(
+                    f"workers {sorted(waiting)} did not answer within {timeout} s; call the wait "
+                    f"method again to keep waiting, or close() the env"
+                )
+            for w, code in self._poll_once(remaining):
+                payload = self._conns[w].recv() if code != W.REPLY_OK else None
+                self._in_flight.pop(w, None)
+                if w not in waiting:  # an async worker finished while we waited for others
+                    self._ready[w] = (code, payload)
+                    continue
+                waiting.discard(w)
+                results[w] = (code, payload)
+                envs_done += self._bounds[w][1] - self._bounds[w][0]
+        errors = [(w, p) for w, (c, p) in results.items() if c == W.REPLY_ERROR]
+        if errors:
+            self._state = _State.IDLE
+            w, payload = errors[0]
+            lo, hi = self._bounds[w]
+            raise _rebuild_exception(w, lo, hi, payload)
+        return results
+
+    def _check_usable(self) -> None:
+        if self.closed:
+            raise ClosedEnvironmentError(f"{type(self).__name__} is closed")
+        if self._broken is not None:
+            raise WorkerError(f"{self._broken}; close() this env")
+
+    def _assert_idle(self, what: str) -> None:
+        self._check_usable()
+        if self._state is not _State.IDLE:
+            raise AlreadyPendingCallError(
+                f"Calling `{what}` while waiting for a pending call to `{self._state.value}` to complete",
+                str(self._state.value),
+            )
+        if self._in_flight:
+            raise AlreadyPendingCallError(
+                f"Calling `{what}` while workers {sorted(self._in_flight)} are still stepping (async send); recv() first",
+                "send",
+            )
+
+    # -- results -------------------------------------------------------------------------
+
+    def _obs_out(self, results: dict[int, tuple[int, Any]]) -> Any:
+        if self.shared_memory:
+            return copy_batch(self._views.obs) if self.copy else self._views.obs
+        for w, (_, payload) in results.items():
+            if payload is not None and payload[0] is not None:
+                self._pending_obs[w] = payload[0]
+        return concat_batches([self._pending_obs[w] for w in range(self.num_workers)])
+
+    def _infos(self, results: dict[int, tuple[int, Any]]) -> dict[str, Any]:
+        infos: dict[str, Any] = {}
+        for w in sorted(results):
+            code, payload = results[w]
+            if code == W.REPLY_MESSAGE and payload is not None and payload[1]:
+                lo, hi = self._bounds[w]
+                _place_info(infos, payload[1], lo, hi, self.num_envs)
+        return infos
+
+    # -- gymnasium API ---------------------------------------------------------------------
+
+    def _seed_slices(self, seed) -> list[list[int | None]]:
+        from fastsample.vector_env import check_seed_list
+
+        seeds = check_seed_list(seed, self.num_envs)
+        return [seeds[lo:hi] for lo, hi in self._bounds]
+
+    def reset_async(self, seed: int | list[int | None] | None = None, options: dict | None = None) -> None:
+        self._assert_idle("reset_async")
+        seed_slices = self._seed_slices(seed)
+        options = dict(options) if options else {}
+        mask = options.pop("reset_mask", None)
+        if mask is not None:
+            from fastsample.vector_env import check_reset_mask
+
+            check_reset_mask(mask, self.num_envs)
+        targets = []
+        for w, (lo, hi) in enumerate(self._bounds):
+            sub_options = dict(options)
+            if mask is not None:
+                if not mask[lo:hi].any():
+                    continue
+                sub_options["reset_mask"] = mask[lo:hi].copy()
+            targets.append((w, seed_slices[w], sub_options or None))
+        for w, seeds, sub_options in targets:
+            self._send(w, W.CMD_MESSAGE, ("reset", (seeds, sub_options)), what="reset")
+        self._reset_targets = [w for w, _, _ in targets]
+        self._state = _State.WAITING_RESET
+
+    def reset_wait(self, timeout: float | None = None) -> tuple[Any, dict[str, Any]]:
+        self._check_usable()
+        if self._state is not _State.WAITING_RESET:
+            raise NoAsyncCallError("Calling `reset_wait` without any prior call to `reset_async`.", _State.WAITING_RESET.value)
+        results = self._collect(self._reset_targets, timeout)
+        self._state = _State.IDLE
+        self._reset_done = True
+        return self._obs_out(results), self._infos(results)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def step_async(self, actions: Any) -> None:
+        self._assert_idle("step_async")
+        if not self._reset_done:
+            raise gym.error.ResetNeeded("Cannot call step() before calling reset()")
+        loaded = self._checker.load(actions)
+        if self._arrays_for_actions:
+            if loaded is not self._views.actions:
+                np.copyto(self._views.actions, loaded, casting="unsafe")
+            for w in range(self.num_workers):
+                self._send(w, W.CMD_STEP)
+        else:
+            for w, (lo, hi) in enumerate(self._bounds):
+                self._send(w, W.CMD_MESSAGE, ("step", _slice_actions(self.action_space, actions, lo, hi)))
+        self._state = _State.WAITING_STEP
+
+    def step_wait(self, timeout: float | None = None):
+        self._check_usable()
+        if self._state is not _State.WAITING_STEP:
+            raise NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.", _State.WAITING_STEP.value)
+        results = self._collect(list(range(self.num_workers)), timeout)
+        self._state = _State.IDLE
+        v = self._views
+        obs = self._obs_out(results)
+        infos = self._infos(results)
+        if self.copy:
+            return obs, v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), infos
+        return obs, v.rewards, v.terminated, v.truncated, infos
+
+    def step(self, actions):
+        self.step_async(actions)
+        return self.step_wait()
+
+    # -- EnvPool-style asynchronous API ------------------------------------------------------
+
+    def async_reset(self, seed: int | list[int | None] | None = None) -> None:
+        """Reset every env; the reset observations come back through ``recv()``."""
+        self.reset_async(seed=seed)
+        self._state = _State.IDLE  # the resets are now ordinary in-flight work for recv()
+        self._reset_done = True
+
+    def send(self, actions: Any, env_ids: Any) -> None:
+        """Step the envs ``env_ids`` (whole workers, as returned in ``info["env_id"]``)."""
+        self._check_usable()
+        if self._state is not _State.IDLE:
+            raise AlreadyPendingCallError(f"Calling `send` while waiting for `{self._state.value}`", self._state.value)
+        ids = np.asarray(env_ids)
+        workers = self._workers_for(ids)
+        busy = [w for w in workers if w in self._in_flight or w in self._ready]
+        if busy:
+            raise AlreadyPendingCallError(f"workers {busy} still hold results: recv() them before send()", "send")
+        if not self._arrays_for_actions:
+            raise TypeError(f"send() needs array actions; {self.single_action_space} actions are not supported")
+        sub_checker = ActionBuffer(self.single_action_space, len(ids))
+        loaded = sub_checker.load(actions)
+        order = np.argsort(ids, kind="stable")
+        self._views.actions[ids[order]] = loaded[order]
+        for w in workers:
+            self._send(w, W.CMD_STEP)
+
+    def recv(self, timeout: float | None = None):
+        """The next ``batch_size`` envs to finish: ``(obs, rewards, terminated, truncated, info)``
+        with ``info["env_id"]`` naming them."""
+        self._check_usable()
+        pending = sorted(set(self._in_flight) | set(self._ready))
+        if not pending:
+            raise NoAsyncCallError("Calling `recv` with no envs in flight: async_reset() or send() first", "recv")
+        results = self._collect(pending, timeout, stop_after=self.batch_size)
+        workers = sorted(results)
+        taken, count = [], 0
+        for w in workers:  # exactly batch_size envs; extras wait for the next recv
+            if count >= self.batch_size:
+                self._ready[w] = results.pop(w)
+                continue
+            taken.append(w)
+            count += self._bounds[w][1] - self._bounds[w][0]
+        v = self._views
+        ids = np.concatenate([np.arange(*self._bounds[w]) for w in taken])
+        lo_hi = [self._bounds[w] for w in taken]
+        if self.shared_memory:
+            from fastsample.engine.shared import slice_batch
+
+            obs = concat_batches([slice_batch(v.obs, lo, hi) for lo, hi in lo_hi])
+        else:
+            obs = concat_batches([results[w][1][0] for w in taken])
+        rewards = np.concatenate([v.rewards[lo:hi] for lo, hi in lo_hi])
+        terminated = np.concatenate([v.terminated[lo:hi] for lo, hi in lo_hi])
+        truncated = np.concatenate([v.truncated[lo:hi] for lo, hi in lo_hi])
+        infos: dict[str, Any] = {}
+        offset = 0
+        for w in taken:
+            lo, hi = self._bounds[w]
+            code, payload = results[w]
+            if code == W.REPLY_MESSAGE and payload is not None and payload[1]:
+                _place_info(infos, payload[1], offset, offset + hi - lo, len(ids))
+            offset += hi - lo
+        infos["env_id"] = ids
+        return obs, rewards, terminated, truncated, infos
+
+    def _workers_for(self, ids: np.ndarray) -> list[int]:
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise TypeError(f"env_ids must be a 1-D integer array, got {ids!r}")
+        chosen = []
+        covered = np.zeros(self.num_envs, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_envs):
+            raise ValueError(f"env_ids must be in 0..{self.num_envs - 1}, got {ids}")
+        np.add.at(covered, ids, 1)
+        for w, (lo, hi) in enumerate(self._bounds):
+            part = covered[lo:hi]
+            if part.any():
+                if not (part == 1).all():
+                    raise ValueError(
+                        f"env_ids must name whole workers, each env once: worker {w} owns envs {lo}..{hi - 1}"
+                    )
+                chosen.append(w)
+        if not chosen:
+            raise ValueError("env_ids is empty")
+        return chosen
+
+    # -- call / attributes / render ---------------------------------------------------------
+
+    def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self._assert_idle("call_async")
+        for w in range(self.num_workers):
+            self._send(w, W.CMD_MESSAGE, ("call", (name, args, kwargs)), what="call")
+        self._state = _State.WAITING_CALL
+
+    def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
+        self._check_usable()
+        if self._state is not _State.WAITING_CALL:
+            raise NoAsyncCallError("Calling `call_wait` without any prior call to `call_async`.", _State.WAITING_CALL.value)
+        results = self._collect(list(range(self.num_workers)), timeout)
+        self._state = _State.IDLE
+        return tuple(x for w in range(self.num_workers) for x in results[w][1])
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        self.call_async(name, *args, **kwargs)
+        return self.call_wait()
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        return self._roundtrip("get_attr", lambda w: name)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"values must be a list of length num_envs={self.num_envs}, got length {len(values)}")
+        self._roundtrip("set_attr", lambda w: (name, list(values[self._bounds[w][0]:self._bounds[w][1]])))
+
+    def render(self) -> tuple[Any, ...] | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode")
+            return None
+        return self._roundtrip("render", lambda w: None)
+
+    def _roundtrip(self, name: str, payload: Callable[[int], Any]) -> Any:
+        self._assert_idle(name)
+        for w in range(self.num_workers):
+            self._send(w, W.CMD_MESSAGE, (name, payload(w)), what=name)
+        results = self._collect(list(range(self.num_workers)), timeout=None)
+        if name == "set_attr":
+            return None
+        return tuple(x for w in range(self.num_workers) for x in results[w][1])
+
+    @property
+    def np_random_seed(self) -> tuple[Any, ...]:
+        return self.get_attr("np_random_seed")
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def close_extras(self, timeout: float | None = None, terminate: bool = False, **kwargs: Any) -> None:
+        if self._closed_workers:
+            return
+        self._closed_workers = True
+        if not terminate and self._broken is None:
+            try:
+                if self._in_flight or self._ready or self._state is not _State.IDLE:
+                    # let in-flight work finish so the protocol is in step, then close
+                    self._collect(sorted(set(self._in_flight) | set(self._ready)), timeout=timeout or 5.0)
+                    self._ready.clear()
+                    self._state = _State.IDLE
+                for w in range(self.num_workers):
+                    self._send(w, W.CMD_MESSAGE, ("close", None), what="close")
+                self._collect(list(range(self.num_workers)), timeout=timeout or 5.0)
+            except Exception:
+                terminate = True
+        self._finalizer.detach()
+        self._finalize(self._processes, self._cmd_fds, self._done_fds, self._conns, terminate=terminate)
+
+    @staticmethod
+    def _finalize(processes, cmd_fds, done_fds, conns, terminate: bool = True) -> None:
+        for proc in processes:
+            if terminate and proc.is_alive():
+                proc.kill()
+        for proc in processes:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in conns:
+            conn.close()
+        for fd in (*cmd_fds, *done_fds):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        processes.clear()
+        cmd_fds.clear()
+        done_fds.clear()
+        conns.clear()
+
+    def __del__(self):
+        if getattr(self, "_finalizer", None) is not None and not self.closed:
+            self.close(terminate=True)
+
+    def __repr__(self) -> str:
+        return f"ProcessVectorEnv(num_envs={self.num_envs}, num_workers={self.num_workers})"
+
+
+def _slice_actions(space: gym.Space, actions: Any, lo: int, hi: int) -> Any:
+    if isinstance(space, gym.spaces.Dict):
+        return {k: _slice_actions(space[k], actions[k], lo, hi) for k in space.keys()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(_slice_actions(s, a, lo, hi) for s, a in zip(space, actions))
+    return actions[lo:hi]

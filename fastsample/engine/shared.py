@@ -1,0 +1,114 @@
+"""Shared-memory batch buffers (observations, rewards, flags, actions) for all workers.
+
+Memory comes from ``multiprocessing`` ``Array``s: on Linux their backing file in /dev/shm is
+unlinked the moment it is created, so nothing can be left behind in /dev/shm by any exit
+path (crash, SIGKILL, Ctrl-C), and the memory is freed when the last process unmaps it. They
+reach workers by fork inheritance or, with spawn/forkserver, as passed file descriptors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory
+
+
+def slice_batch(batch: Any, lo: int, hi: int) -> Any:
+    """Views of envs ``lo..hi-1`` of a (possibly nested dict/tuple) batch."""
+    if isinstance(batch, dict):
+        return {k: slice_batch(v, lo, hi) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(slice_batch(v, lo, hi) for v in batch)
+    return batch[lo:hi]
+
+
+def copy_batch(batch: Any) -> Any:
+    if isinstance(batch, dict):
+        return {k: copy_batch(v) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(copy_batch(v) for v in batch)
+    return batch.copy()
+
+
+def concat_batches(parts: list[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: concat_batches([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(concat_batches([p[i] for p in parts]) for i in range(len(first)))
+    return np.concatenate(parts) if len(parts) > 1 else first.copy()
+
+
+def array_action_dtype(space: gym.Space) -> np.dtype | None:
+    """dtype of the shared action buffer for ``space``; None if actions travel pickled."""
+    if isinstance(space, gym.spaces.Discrete):
+        return np.dtype(np.int64)
+    if isinstance(space, gym.spaces.Box):
+        return np.dtype(np.float32) if space.dtype == np.float32 else space.dtype
+    if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return space.dtype
+    return None
+
+
+@dataclass
+class SharedViews:
+    obs: Any
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    actions: np.ndarray | None
+
+
+class SharedBatch:
+    """The shared arrays for ``num_envs`` envs. Picklable to worker processes at start-up."""
+
+    def __init__(self, ctx, observation_space: gym.Space, action_space: gym.Space, num_envs: int,
+                 obs_in_shared_memory: bool = True):
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.num_envs = num_envs
+        self._obs_mem = create_shared_memory(observation_space, num_envs, ctx) if obs_in_shared_memory else None
+        self._rewards = ctx.RawArray("d", num_envs)
+        self._flags = ctx.RawArray("b", 2 * num_envs)
+        dtype = array_action_dtype(action_space)
+        self._action_dtype = dtype
+        self._action_shape = () if isinstance(action_space, gym.spaces.Discrete) else tuple(action_space.shape or ())
+        if dtype is not None:
+            nbytes = int(np.prod((num_envs, *self._action_shape))) * dtype.itemsize
+            self._actions = ctx.RawArray("b", max(nbytes, 1))
+        else:
+            self._actions = None
+        self._views: SharedViews | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_views"] = None
+        return state
+
+    @property
+    def full(self) -> SharedViews:
+        if self._views is None:
+            n = self.num_envs
+            obs = (read_from_shared_memory(self.observation_space, self._obs_mem, n)
+                   if self._obs_mem is not None else None)
+            flags = np.frombuffer(self._flags, dtype=np.bool_).reshape(2, n)
+            actions = None
+            if self._actions is not None:
+                count = int(np.prod((n, *self._action_shape)))
+                actions = np.frombuffer(self._actions, dtype=self._action_dtype, count=count).reshape(
+                    (n, *self._action_shape))
+            self._views = SharedViews(obs, np.frombuffer(self._rewards, dtype=np.float64), flags[0], flags[1], actions)
+        return self._views
+
+    def views(self, lo: int, hi: int) -> SharedViews:
+        full = self.full
+        return SharedViews(
+            slice_batch(full.obs, lo, hi) if full.obs is not None else None,
+            full.rewards[lo:hi],
+            full.terminated[lo:hi],
+            full.truncated[lo:hi],
+            full.actions[lo:hi] if full.actions is not None else None,
+        )

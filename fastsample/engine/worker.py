@@ -1,0 +1,144 @@
+"""The worker process: owns a contiguous slice of envs and steps it on command.
+
+Protocol (one exchange at a time per worker):
+
+* the parent writes a command code to the worker's ``cmd`` eventfd: ``CMD_STEP`` (actions are
+  already in shared memory) or ``CMD_MESSAGE`` (a pickled ``(name, payload)`` waits on the
+  pipe: reset, call, render, close, or a step whose actions could not live in shared memory);
+* the worker answers on its ``done`` eventfd: ``REPLY_OK`` (results are in shared memory, no
+  info), ``REPLY_MESSAGE`` (a pickled result waits on the pipe) or ``REPLY_ERROR`` (a pickled
+  description of the exception waits on the pipe).
+
+Steps, the hot path, cost two eventfd writes and reads and no pickling when the envs report no
+info. Everything bulky (observations, rewards, flags, actions) lives in shared memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import traceback
+from typing import Any
+
+import numpy as np
+
+CMD_STEP = 1
+CMD_MESSAGE = 2
+REPLY_OK = 1
+REPLY_MESSAGE = 2
+REPLY_ERROR = 3
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker if the parent dies, so a crashed parent leaves no
+    orphan behind (no-op where prctl is unavailable)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def copy_into(dst: Any, src: Any) -> None:
+    """Copy a (possibly nested dict/tuple) batch of arrays into shared views, in place."""
+    if isinstance(dst, dict):
+        for key in dst:
+            copy_into(dst[key], src[key])
+    elif isinstance(dst, tuple):
+        for d, s in zip(dst, src):
+            copy_into(d, s)
+    elif dst is not src:
+        np.copyto(dst, src, casting="unsafe")
+
+
+def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd, conn,
+                pin_cpu: int | None, obs_in_shared_memory: bool) -> None:
+    """Entry point of worker ``index`` (envs ``lo``..``hi-1``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    _die_with_parent()
+    cmd_fd = int(cmd_fd)
+    done_fd = int(done_fd)
+    sub = None
+
+    def reply(code: int, payload: Any = None) -> None:
+        if code != REPLY_OK:
+            conn.send(payload)
+        os.eventfd_write(done_fd, code)
+
+    def reply_error(exc: BaseException) -> None:
+        reply(REPLY_ERROR, (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc()))
+
+    try:
+        if pin_cpu is not None:
+            import psutil
+
+            psutil.Process().cpu_affinity([pin_cpu])
+        views = shared.views(lo, hi)
+        sub = make_sub()
+        bind = getattr(sub, "bind_output_buffers", None)
+        if bind is not None and obs_in_shared_memory:
+            bind(views.obs, views.rewards, views.terminated, views.truncated)
+        reply(REPLY_OK)
+    except BaseException as exc:  # report start-up failures instead of dying silently
+        reply_error(exc)
+        return
+
+    def publish(obs, rewards=None, terminated=None, truncated=None) -> Any:
+        if obs_in_shared_memory:
+            copy_into(views.obs, obs)
+            obs = None
+        if rewards is None:
+            views.rewards[:] = 0.0
+            views.terminated[:] = False
+            views.truncated[:] = False
+        else:
+            copy_into(views.rewards, rewards)
+            copy_into(views.terminated, terminated)
+            copy_into(views.truncated, truncated)
+        return obs
+
+    while True:
+        code = os.eventfd_read(cmd_fd)
+        try:
+            if code == CMD_STEP:
+                obs, rewards, terminated, truncated, info = sub.step(views.actions)
+                obs = publish(obs, rewards, terminated, truncated)
+                if info or obs is not None:
+                    reply(REPLY_MESSAGE, (obs, info))
+                else:
+                    reply(REPLY_OK)
+                continue
+            name, payload = conn.recv()
+            if name == "step":
+                obs, rewards, terminated, truncated, info = sub.step(payload)
+                reply(REPLY_MESSAGE, (publish(obs, rewards, terminated, truncated), info))
+            elif name == "reset":
+                seeds, options = payload
+                obs, info = sub.reset(seed=seeds, options=options)
+                reply(REPLY_MESSAGE, (publish(obs), info))
+            elif name == "call":
+                method, args, kwargs = payload
+                reply(REPLY_MESSAGE, tuple(sub.call(method, *args, **kwargs)))
+            elif name == "get_attr":
+                reply(REPLY_MESSAGE, tuple(sub.get_attr(payload)))
+            elif name == "set_attr":
+                attr, values = payload
+                sub.set_attr(attr, values)
+                reply(REPLY_MESSAGE, None)
+            elif name == "render":
+                reply(REPLY_MESSAGE, tuple(sub.render() or ()))
+            elif name == "close":
+                sub.close()
+                reply(REPLY_MESSAGE, None)
+                return
+            elif name == "_test_crash":  # fault injection for the test suite
+                if payload == "segfault":
+                    ctypes.string_at(0)
+                os._exit(3)
+            else:
+                raise ValueError(f"unknown worker command {name!r}")
+        except Exception as exc:
+            reply_error(exc)
