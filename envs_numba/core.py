@@ -163,14 +163,13 @@ def check_discrete_actions(actions, low, high, out):
 
 
 @njit(cache=True)
-def check_box_actions(actions, out):
+def check_box_actions(actions, out, to_f32):
     """Copy float actions into ``out`` (same shape, ``out``'s dtype); return the first env
-    whose action is NaN or infinite in that dtype, or -1 (then nothing is copied).
-    ``actions`` must be C-contiguous."""
+    whose action is NaN or infinite in that dtype (float32 when ``to_f32``), or -1 (then
+    nothing is copied). ``actions`` must be C-contiguous."""
     n = actions.shape[0]
     flat = actions.reshape(n, -1)
     out_flat = out.reshape(n, -1)
-    to_f32 = out.dtype == np.float32
     for i in range(n):
         for j in range(flat.shape[1]):
             v = np.float64(np.float32(flat[i, j])) if to_f32 else np.float64(flat[i, j])

@@ -72,7 +72,7 @@ class ActionBuffer:
         else:
             if a.dtype.kind not in "fiu":
                 raise TypeError(f"actions for {self.space} must be numbers, got dtype {a.dtype}")
-            bad = core.check_box_actions(np.ascontiguousarray(a), self.array)
+            bad = core.check_box_actions(np.ascontiguousarray(a), self.array, self.array.dtype == np.float32)
             if bad >= 0:
                 raise InvalidAction(
                     f"action {a[bad].tolist()!r} of env {bad} is not finite (NaN or inf are rejected; "

@@ -48,6 +48,18 @@ def run_side_by_side(
     Returns counts (episodes finished, partial resets) so callers can check coverage.
     """
     ref, ours = make_pair(env_id, num_envs, mode, **env_kwargs)
+    try:
+        return compare_runs(ref, ours, mode, steps, seed, action_seed=action_seed,
+                            reset_options=reset_options, sample_actions=sample_actions)
+    finally:
+        ref.close()
+        ours.close()
+
+
+def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed: int = 1,
+                 reset_options: dict | None = None, sample_actions=None) -> dict:
+    """The loop of :func:`run_side_by_side` for any two vector envs (``ref`` is the truth)."""
+    num_envs = ref.num_envs
     space = ref.action_space
     space.seed(action_seed)
     mask_rng = np.random.default_rng(seed + 99)
@@ -96,6 +108,4 @@ def run_side_by_side(
             o_ref, _ = ref.reset(options={"reset_mask": done.copy()})
             o_fs, _ = ours.reset(options={"reset_mask": done.copy()})
             assert_same(o_ref, o_fs, f"step {t}: reset of finished envs")
-    ref.close()
-    ours.close()
     return {"finished": finished, "partial_resets": partial}

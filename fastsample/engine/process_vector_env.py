@@ -114,7 +114,12 @@ def _place_info(dst: dict, src: dict, lo: int, hi: int, n: int) -> None:
             dst[key] = value
 
 
+_WORKER_ERROR_CLASSES: dict[type, type] = {}
+
+
 def _rebuild_exception(w: int, lo: int, hi: int, payload) -> BaseException:
+    """The worker's exception as one that is both its original class (for builtin,
+    gymnasium and fastsample errors) and a :class:`WorkerError`, naming worker and envs."""
     module, qualname, message, tb = payload
     text = f"worker {w} (envs {lo}..{hi - 1}) raised {qualname}: {message}\n--- worker traceback ---\n{tb}"
     try:
@@ -122,7 +127,9 @@ def _rebuild_exception(w: int, lo: int, hi: int, payload) -> BaseException:
         if isinstance(cls, type) and issubclass(cls, Exception) and (
             module in ("builtins", "gymnasium.error") or module.startswith("fastsample")
         ):
-            return cls(text)
+            if cls not in _WORKER_ERROR_CLASSES:
+                _WORKER_ERROR_CLASSES[cls] = type(cls.__name__, (cls, WorkerError), {"__module__": __name__})
+            return _WORKER_ERROR_CLASSES[cls](text)
     except (ImportError, AttributeError, TypeError):
         pass
     return WorkerError(text)
@@ -362,9 +369,10 @@ class ProcessVectorEnv(VectorEnv):
                 f"Calling `{what}` while waiting for a pending call to `{self._state.value}` to complete",
                 str(self._state.value),
             )
-        if self._in_flight:
+        if self._in_flight or self._ready:
+            busy = sorted(set(self._in_flight) | set(self._ready))
             raise AlreadyPendingCallError(
-                f"Calling `{what}` while workers {sorted(self._in_flight)} are still stepping (async send); recv() first",
+                f"Calling `{what}` while workers {busy} hold asynchronous results (send/async_reset); recv() them first",
                 "send",
             )
 
@@ -603,7 +611,8 @@ class ProcessVectorEnv(VectorEnv):
         if self._closed_workers:
             return
         self._closed_workers = True
-        if not terminate and self._broken is None:
+        terminate = terminate or self._broken is not None
+        if not terminate:
             try:
                 if self._in_flight or self._ready or self._state is not _State.IDLE:
                     # let in-flight work finish so the protocol is in step, then close

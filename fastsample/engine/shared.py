@@ -1,9 +1,11 @@
 """Shared-memory batch buffers (observations, rewards, flags, actions) for all workers.
 
-Memory comes from ``multiprocessing`` ``Array``s: on Linux their backing file in /dev/shm is
-unlinked the moment it is created, so nothing can be left behind in /dev/shm by any exit
+Memory comes from ``multiprocessing`` ``RawArray``s: on Linux their backing file in /dev/shm
+is unlinked the moment it is created, so nothing can be left behind in /dev/shm by any exit
 path (crash, SIGKILL, Ctrl-C), and the memory is freed when the last process unmaps it. They
-reach workers by fork inheritance or, with spawn/forkserver, as passed file descriptors.
+reach workers by fork inheritance or, with spawn/forkserver, as passed file descriptors. (No
+locks: gymnasium's ``create_shared_memory`` adds a named semaphore per buffer, which under
+spawn lives in /dev/shm until collected.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory
 
 
 def slice_batch(batch: Any, lo: int, hi: int) -> Any:
@@ -40,6 +41,37 @@ def concat_batches(parts: list[Any]) -> Any:
     if isinstance(first, tuple):
         return tuple(concat_batches([p[i] for p in parts]) for i in range(len(first)))
     return np.concatenate(parts) if len(parts) > 1 else first.copy()
+
+
+def _leaf_layout(space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
+    if isinstance(space, gym.spaces.Discrete):
+        return (), np.dtype(space.dtype)
+    if isinstance(space, (gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return tuple(space.shape), np.dtype(space.dtype)
+    raise TypeError(
+        f"{type(space).__name__} observations cannot live in shared memory; use shared_memory=False"
+    )
+
+
+def create_buffers(ctx, space: gym.Space, n: int) -> Any:
+    """Raw shared memory for ``n`` observations of ``space`` (nested like the space)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: create_buffers(ctx, s, n) for k, s in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(create_buffers(ctx, s, n) for s in space.spaces)
+    shape, dtype = _leaf_layout(space)
+    return ctx.RawArray("b", max(1, n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize))
+
+
+def view_buffers(space: gym.Space, mem: Any, n: int) -> Any:
+    """NumPy views of :func:`create_buffers` memory, shaped ``(n, *space.shape)``."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: view_buffers(s, mem[k], n) for k, s in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(view_buffers(s, m, n) for s, m in zip(space.spaces, mem))
+    shape, dtype = _leaf_layout(space)
+    count = n * int(np.prod(shape, dtype=np.int64))
+    return np.frombuffer(mem, dtype=dtype, count=count).reshape((n, *shape))
 
 
 def array_action_dtype(space: gym.Space) -> np.dtype | None:
@@ -70,7 +102,7 @@ class SharedBatch:
         self.observation_space = observation_space
         self.action_space = action_space
         self.num_envs = num_envs
-        self._obs_mem = create_shared_memory(observation_space, num_envs, ctx) if obs_in_shared_memory else None
+        self._obs_mem = create_buffers(ctx, observation_space, num_envs) if obs_in_shared_memory else None
         self._rewards = ctx.RawArray("d", num_envs)
         self._flags = ctx.RawArray("b", 2 * num_envs)
         dtype = array_action_dtype(action_space)
@@ -92,7 +124,7 @@ class SharedBatch:
     def full(self) -> SharedViews:
         if self._views is None:
             n = self.num_envs
-            obs = (read_from_shared_memory(self.observation_space, self._obs_mem, n)
+            obs = (view_buffers(self.observation_space, self._obs_mem, n)
                    if self._obs_mem is not None else None)
             flags = np.frombuffer(self._flags, dtype=np.bool_).reshape(2, n)
             actions = None
