@@ -200,8 +200,8 @@ def test_normalize_observation_refuses_same_step_like_gymnasium():
 
 @pytest.mark.parametrize("env_id", [e for e in ("Pendulum-v1", "MountainCarContinuous-v0") if e in envs_numba.KERNELS])
 def test_action_wrappers_on_box_envs(env_id):
-    env = vw.RescaleAction(vw.ClipAction(fastsample.make_vec(env_id, 3)), min_action=-1.0, max_action=1.0)
-    ref = vw.RescaleAction(vw.ClipAction(gym.make_vec(env_id, 3, vectorization_mode="sync")), min_action=-1.0, max_action=1.0)
+    env = vw.ClipAction(vw.RescaleAction(fastsample.make_vec(env_id, 3), min_action=-1.0, max_action=1.0))
+    ref = vw.ClipAction(vw.RescaleAction(gym.make_vec(env_id, 3, vectorization_mode="sync"), min_action=-1.0, max_action=1.0))
     assert_same(ref.reset(seed=0)[0], env.reset(seed=0)[0], "reset obs")
     rs = np.random.default_rng(0)
     for t in range(50):

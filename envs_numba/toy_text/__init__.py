@@ -1,3 +1,5 @@
 """Small example environments written to the kernel protocol."""
 
-KERNELS = ()
+from envs_numba.toy_text import grid_world
+
+KERNELS = (grid_world.KERNEL,)
