@@ -47,6 +47,87 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; help from the field's docstring. Defaults are left
+    unset (SUPPRESS) so that only explicit flags override the env's preset."""
+    import dataclasses
+
+    from fastsample.train_config import TrainConfig, field_docs
+
+    docs = field_docs()
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f"{docs.get(f.name, '')} (default {default!r}; presets may change it)"
+        if isinstance(default, bool):
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                                help=help_text)
+        else:
+            parser.add_argument(name, type=type(default), default=argparse.SUPPRESS, help=help_text,
+                                metavar=f.name.upper())
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue the run in RUN_DIR from its latest checkpoint (its config.json, "
+                             "overridden by any flag given)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from fastsample.train_config import ConfigError, TrainConfig, config_from_dict, make_config
+
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    try:
+        if args.resume:
+            path = Path(args.resume) / "config.json"
+            if not path.exists():
+                print(f"fastsample train: error: --resume: {args.resume} is not a run directory (no config.json)",
+                      file=sys.stderr)
+                return 2
+            values = json.loads(path.read_text())
+            values.update(given)
+            cfg = config_from_dict(values)
+        else:
+            if "env" not in given:
+                print("fastsample train: error: --env is required (e.g. --env CartPole-v1)", file=sys.stderr)
+                return 2
+            cfg = make_config(given.pop("env"), **given)
+        from fastsample.train import Interrupted, train
+
+        summary = train(cfg, resume=args.resume)
+    except ConfigError as err:
+        print(f"fastsample train: error: {err}", file=sys.stderr)
+        return 2
+    except Interrupted as err:
+        print(f"fastsample train: {err}", file=sys.stderr)
+        return 130
+    solved = (f"solved in {summary['solved_at_s']:.2f} s ({summary['solved_at_steps']:,} steps)"
+              if summary["solved"] else "not solved")
+    print(f"{summary['env']} seed {summary['seed']}: {summary['steps']:,} steps in {summary['wall_s']:.2f} s "
+          f"= {summary['sps']:,.0f} SPS (start-up {summary['startup_s']:.2f} s); {solved}; "
+          f"greedy eval return {summary['eval_return']:.1f} over {summary['eval_episodes']} episodes; "
+          f"run dir {summary['run_dir']}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from fastsample.train import evaluate_run
+
+    if args.episodes < 1:
+        print("fastsample eval: error: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = evaluate_run(args.run_dir, episodes=args.episodes, render=args.render, seed=args.seed,
+                              device=args.device)
+    except FileNotFoundError as err:
+        print(f"fastsample eval: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{result['env']}: greedy return {result['mean_return']:.1f} +- {result['std_return']:.1f} "
+          f"(min {result['min_return']:.1f}, max {result['max_return']:.1f}) over {result['episodes']} episodes, "
+          f"checkpoint at {result['steps']:,} steps" + (f"; frames in {result['render']}" if result["render"] else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastsample", description="Fast batched RL environments and training.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,8 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run the benchmark suite and rewrite RESULTS.md (python -m bench)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for python -m bench")
     bench.set_defaults(func=_bench)
+    train = sub.add_parser("train", help="train PPO (e.g. fastsample train --env CartPole-v1)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_train_flags(train)
+    train.set_defaults(func=_train)
+    ev = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")
+    ev.add_argument("run_dir", help="run directory written by fastsample train")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes, run in parallel (default 20)")
+    ev.add_argument("--render", metavar="OUT.gif", default=None, help="write env 0's first episode as a GIF")
+    ev.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    ev.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    ev.set_defaults(func=_eval)
     args = parser.parse_args(argv)
-    if getattr(args, "num_envs", 1) < 1:
+    if args.command == "demo" and args.num_envs < 1:
         parser.error("--num-envs must be >= 1")
     if getattr(args, "seconds", 1.0) <= 0:
         parser.error("--seconds must be > 0")

@@ -1,0 +1,242 @@
+"""The asynchronous runner (Sample-Factory style): sampler processes act while the learner learns.
+
+Topology::
+
+    sampler 0..K-1 (processes)                          learner (this process)
+      envs + policy copy (version v)  --slot index-->   full_q  -> batch of K slots -> PPO -> publish v+1
+      fill slot in shared memory      <--slot index--   free_q  <- slots handed back after the update
+
+Each update takes ``K`` slots (``num_envs * num_steps`` transitions), recomputes values with the
+current critic, and corrects for policy lag with PPO-clip on the *behaviour* log-probs (the
+ratio ``pi_current / pi_behaviour`` is clipped) and, with ``--vtrace``, V-trace targets.
+``policy_lag`` = learner version at the update minus the version that acted, averaged.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from fastsample.learning.ppo import compute_gae, ppo_update, vtrace
+from fastsample.runners.common import Normalizer, make_model, spaces_of
+from fastsample.sampling.sampler import sampler_main
+from fastsample.sampling.slots import SharedWeights, TrajectorySlots
+from fastsample.train_config import TrainConfig
+
+__all__ = ["AsyncRunner", "SamplerError"]
+
+
+class SamplerError(RuntimeError):
+    """A sampler process raised or died."""
+
+
+class AsyncRunner:
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        import dataclasses
+
+        from faster_fifo import Queue
+
+        self.cfg = cfg
+        self.device = device
+        self.K = max(1, cfg.num_workers)
+        if cfg.num_envs % self.K:
+            from fastsample.train_config import ConfigError
+
+            raise ConfigError(f"--num-envs {cfg.num_envs} must be a multiple of the sampler count --num-workers {self.K}")
+        self.n = cfg.num_envs // self.K
+        torch.manual_seed(cfg.seed)
+        self.obs_space, self.act_space = spaces_of(cfg.env)
+        self.box = isinstance(self.act_space, gym.spaces.Box)
+        self.model = make_model(cfg, self.obs_space, self.act_space).to(device)
+        self.flat = self.model.flat_parameters()
+        self.optimizer = torch.optim.Adam([self.flat], lr=cfg.learning_rate, eps=1e-5)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(cfg.seed)
+        self.obs_dim = int(np.prod(self.obs_space.shape))
+        self.normalizer = Normalizer(self.obs_space.shape, cfg.num_envs, cfg)
+        self.n_params = self.flat.numel()
+        self.weights = SharedWeights(self.n_params + 2 * self.obs_dim)
+        act_dim = self.model.action_dim if self.box else 1
+        self.num_slots = cfg.async_slots or 2 * self.K  # double buffering per sampler
+        self.slots = TrajectorySlots(self.num_slots, cfg.num_steps, self.n, self.obs_dim, act_dim)
+        self.free_q, self.full_q = Queue(1 << 16), Queue(1 << 16)
+        self.ctx = mp.get_context("spawn")
+        self.error_q = self.ctx.Queue()
+        self.stop_event = self.ctx.Event()
+        self.ready = self.ctx.Semaphore(0)
+        self.cfg_dict = dataclasses.asdict(cfg)
+        self.procs: list[mp.Process] = []
+        self.version = 0
+        self.global_step = 0
+        self.iteration = 0
+        self.lag_sum = 0.0
+        self.lag_count = 0
+
+    @property
+    def lag_mean(self) -> float:
+        return self.lag_sum / self.lag_count if self.lag_count else 0.0
+
+    def _publish(self) -> None:
+        buf = np.empty(self.weights.size, np.float32)
+        buf[:self.n_params] = self.flat.detach().cpu().numpy()
+        buf[self.n_params:self.n_params + self.obs_dim] = self.normalizer.obs_rms.mean.reshape(-1)
+        buf[self.n_params + self.obs_dim:] = self.normalizer.obs_rms.var.reshape(-1)
+        self.version = self.weights.publish(buf)
+
+    def start(self) -> None:
+        self._publish()
+        for s in range(self.num_slots):
+            self.free_q.put(s)
+        base = self.cfg.seed + 1_000_003 * self.iteration
+        for k in range(self.K):
+            p = self.ctx.Process(target=sampler_main, name=f"fastsample-sampler-{k}", daemon=True,
+                                 args=(k, self.cfg_dict, self.n, self.slots, self.weights, self.free_q, self.full_q,
+                                       self.error_q, self.stop_event, base + k * self.n, self.ready))
+            p.start()
+            self.procs.append(p)
+        waiting = self.K  # start-up (imports, JIT) ends when every sampler has built its envs
+        while waiting:
+            if self.ready.acquire(timeout=0.5):
+                waiting -= 1
+            else:
+                self._check_samplers()
+
+    def _check_samplers(self) -> None:
+        dead = any(p.exitcode is not None for p in self.procs)
+        try:
+            sid, message, tb = self.error_q.get(timeout=0.5) if dead else self.error_q.get_nowait()
+            raise SamplerError(f"sampler {sid} failed: {message}\n--- sampler traceback ---\n{tb}")
+        except queue.Empty:
+            pass
+        for k, p in enumerate(self.procs):
+            if p.exitcode is not None:
+                raise SamplerError(f"sampler {k} (pid {p.pid}) died with exit code {p.exitcode}")
+
+    def _take_slots(self) -> list[int]:
+        got: list[int] = []
+        while len(got) < self.K:
+            try:
+                got.extend(self.full_q.get_many(timeout=0.5, max_messages_to_get=self.K - len(got)))
+            except queue.Empty:
+                self._check_samplers()
+        return got
+
+    def iteration_step(self) -> dict[str, Any]:
+        cfg, dev = self.cfg, self.device
+        t0 = time.perf_counter()
+        ids = self._take_slots()
+        t1 = time.perf_counter()
+        v = self.slots.views
+        T, n = cfg.num_steps, self.n
+
+        def cat(name):  # (T, K*n, ...) from K slots of (T, n, ...)
+            return np.concatenate([v[name][s] for s in ids], axis=1)
+
+        raw_obs = cat("obs")
+        last_raw = np.concatenate([v["last_obs"][s] for s in ids], axis=0)
+        rewards = cat("rewards")
+        dones = cat("dones")
+        trunc_values = cat("trunc_values")
+        ep_rets = cat("ep_returns")
+        actions = cat("actions")
+        logprobs = cat("logprobs")
+        versions = np.array([v["meta"][s][0] for s in ids])
+        sampler_ids = [int(v["meta"][s][1]) for s in ids]
+        lag = float(np.mean(self.version - versions))
+        self.lag_sum += lag
+        self.lag_count += 1
+        norm = self.normalizer
+        N = T * len(ids) * n
+        if norm.norm_obs:
+            norm.obs_rms.update(raw_obs.reshape(-1, self.obs_dim))
+        obs = norm.apply_obs(raw_obs.reshape(-1, self.obs_dim)).reshape(T, -1, self.obs_dim)
+        last_obs = norm.apply_obs(last_raw)
+        if norm.norm_reward:  # per-env running discounted returns, keyed by sampler
+            if len(norm.returns) != cfg.num_envs:
+                norm.returns = np.zeros(cfg.num_envs)
+            cols = np.concatenate([np.arange(k * n, (k + 1) * n) for k in sampler_ids])
+            r = np.empty_like(rewards)
+            for t in range(T):
+                ret = norm.returns[cols] * norm.gamma + rewards[t]
+                norm.ret_rms.update(ret)
+                ret[dones[t] > 0] = 0.0
+                norm.returns[cols] = ret
+                r[t] = rewards[t] / np.sqrt(norm.ret_rms.var + 1e-8)
+            rewards = r
+        rewards = rewards + cfg.gamma * trunc_values
+        with torch.no_grad():
+            obs_t = torch.from_numpy(obs).to(dev)
+            values = self.model.value(obs_t)
+            last_value = self.model.value(torch.from_numpy(last_obs).to(dev))
+            rew_t = torch.from_numpy(rewards.astype(np.float32)).to(dev)
+            done_t = torch.from_numpy(dones).to(dev)
+            act_t = torch.from_numpy(actions).to(dev)
+            act_t = act_t if self.box else act_t.squeeze(-1).long()
+            logp_t = torch.from_numpy(logprobs).to(dev)
+            if cfg.vtrace:
+                new_logp, _, _ = self.model.evaluate(obs_t.reshape(-1, self.obs_dim), act_t.reshape(-1, *act_t.shape[2:]))
+                log_rhos = new_logp.reshape(T, -1) - logp_t
+                advantages, returns = vtrace(rew_t, values, done_t, last_value, log_rhos, cfg.gamma, cfg.gae_lambda)
+            else:
+                advantages, returns = compute_gae(rew_t, values, done_t, last_value, cfg.gamma, cfg.gae_lambda)
+        if cfg.anneal_lr:
+            self.optimizer.param_groups[0]["lr"] = max(0.0, 1.0 - self.global_step / cfg.total_steps) * cfg.learning_rate
+        batch = {"obs": obs_t.reshape(N, -1), "actions": act_t.reshape(N, *act_t.shape[2:]),
+                 "logprobs": logp_t.reshape(N), "values": values.reshape(N),
+                 "advantages": advantages.reshape(N), "returns": returns.reshape(N)}
+        for s in ids:  # data copied out: the samplers may refill these slots now
+            self.free_q.put(s)
+        stats = ppo_update(self.model, self.optimizer, batch, update_epochs=cfg.update_epochs,
+                           num_minibatches=cfg.num_minibatches, clip_coef=cfg.clip_coef, vf_coef=cfg.vf_coef,
+                           ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv,
+                           clip_vloss=cfg.clip_vloss, target_kl=cfg.target_kl, generator=self.generator)
+        self._publish()
+        t2 = time.perf_counter()
+        self.global_step += N
+        self.iteration += 1
+        finished = ep_rets[~np.isnan(ep_rets)]
+        return {"steps": N, "episode_returns": finished, "episode_lengths": np.zeros(0), "policy_lag": lag,
+                "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": self.optimizer.param_groups[0]["lr"],
+                **vars(stats)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "normalizer": self.normalizer.state_dict(),
+                "global_step": self.global_step, "iteration": self.iteration, "env": None}
+
+    def load_state_dict(self, d: dict[str, Any]) -> bool:
+        self.model.load_state_dict(d["model"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.generator.set_state(d["generator"])
+        torch.set_rng_state(d["torch_rng"])
+        np.random.set_state(d["numpy_rng"])
+        self.normalizer.load_state_dict(d["normalizer"])
+        self.global_step, self.iteration = int(d["global_step"]), int(d["iteration"])
+        return False
+
+    def close(self) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + 5.0
+        for p in self.procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2.0)
+            if p.is_alive():
+                os.kill(p.pid, 9)
+                p.join()
+        self.procs = []
+        for q in (self.free_q, self.full_q):
+            try:
+                q.close()
+            except Exception:
+                pass

@@ -1,0 +1,236 @@
+"""Pieces both runners share: building envs, observation/reward normalisation, greedy
+evaluation on a separate batched env, and snapshots of an in-process env's state."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs_numba
+from fastsample.learning.ppo import ActorCritic, RunningMeanStd
+from fastsample.train_config import ConfigError, TrainConfig, parse_hidden
+
+__all__ = ["resolve_env", "make_train_env", "make_model", "Normalizer", "Evaluator", "resolve_device",
+           "env_snapshot", "env_restore", "target_return_for"]
+
+
+def _kernel_name(env_id: str) -> str | None:
+    name = env_id[len("fastsample/"):] if env_id.startswith("fastsample/") else env_id
+    return name if name in envs_numba.KERNELS else None
+
+
+def resolve_env(env_id: str) -> tuple[str, str | None]:
+    """``(env_id, kernel name or None)``; raise :class:`ConfigError` listing the available ids
+    when ``env_id`` is neither a fastsample kernel nor a registered gymnasium env."""
+    import fastsample  # noqa: F401  (registers fastsample/<Id>)
+
+    kernel = _kernel_name(env_id)
+    if kernel is not None:
+        return env_id, kernel
+    if env_id in gym.registry and not env_id.startswith("fastsample/"):
+        return env_id, None
+    fast = sorted(envs_numba.KERNELS)
+    others = sorted(k for k in gym.registry if not k.startswith("fastsample/"))
+    raise ConfigError(
+        f"--env: unknown env id {env_id!r}. fastsample kernels (fastest): {', '.join(fast)}; "
+        f"other registered gymnasium ids (run through ProcessVectorEnv): {', '.join(others)}")
+
+
+def spaces_of(env_id: str) -> tuple[gym.Space, gym.Space]:
+    _, kernel = resolve_env(env_id)
+    if kernel is not None:
+        k = envs_numba.KERNELS[kernel]
+        return k.observation_space, k.action_space
+    env = gym.make(env_id)
+    spaces = env.observation_space, env.action_space
+    env.close()
+    return spaces
+
+
+def check_spaces(cfg: TrainConfig) -> None:
+    obs_space, act_space = spaces_of(cfg.env)
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise ConfigError(f"--env {cfg.env}: the MLP policy needs a Box observation space, not {obs_space}")
+    if not isinstance(act_space, (gym.spaces.Discrete, gym.spaces.Box)):
+        raise ConfigError(f"--env {cfg.env}: PPO here supports Discrete and Box actions, not {act_space}")
+
+
+def make_train_env(env_id: str, num_envs: int, seed: int, num_workers: int = 0, autoreset_mode: str = "SameStep"):
+    """A vector env in SAME_STEP autoreset mode (``final_obs`` in ``info`` for bootstrapping).
+    fastsample kernels step in this process (``num_workers=0``) or in worker processes; other
+    gymnasium ids always run through :class:`ProcessVectorEnv`."""
+    import fastsample
+    from fastsample.engine.process_vector_env import ProcessVectorEnv
+
+    _, kernel = resolve_env(env_id)
+    if kernel is not None:
+        return fastsample.make_vec(kernel, num_envs, seed=seed, autoreset_mode=autoreset_mode, copy=False,
+                                   num_workers=num_workers)
+    fns = [(lambda: gym.make(env_id)) for _ in range(num_envs)]
+    env = ProcessVectorEnv(fns, num_workers=max(1, min(num_workers or 1, num_envs)),
+                           autoreset_mode=autoreset_mode, copy=False)
+    env.reset(seed=seed)
+    return env
+
+
+def make_model(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> ActorCritic:
+    return ActorCritic(int(np.prod(obs_space.shape)), act_space, parse_hidden(cfg.hidden_sizes), cfg.activation,
+                       cfg.init_log_std)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def target_return_for(cfg: TrainConfig) -> float:
+    if not math.isnan(cfg.target_return):
+        return float(cfg.target_return)
+    _, kernel = resolve_env(cfg.env)
+    if kernel is not None:
+        thr = envs_numba.KERNELS[kernel].reward_threshold
+    else:
+        thr = gym.spec(cfg.env).reward_threshold
+    return float(thr) if thr is not None else math.inf
+
+
+class Normalizer:
+    """Observation and reward normalisation (running statistics, updated by the runner).
+
+    Observations: ``clip((obs - mean) / sqrt(var + 1e-8), -clip, clip)``; rewards are divided by
+    the running std of the discounted return (as gymnasium's ``NormalizeReward``)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], num_envs: int, cfg: TrainConfig):
+        self.norm_obs, self.norm_reward = cfg.norm_obs, cfg.norm_reward
+        self.clip, self.gamma = cfg.clip_obs, cfg.gamma
+        self.obs_rms = RunningMeanStd(obs_shape)
+        self.ret_rms = RunningMeanStd(())
+        self.returns = np.zeros(num_envs, np.float64)
+
+    def obs(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        if not self.norm_obs:
+            return obs if obs.dtype == np.float32 else obs.astype(np.float32)
+        if update:
+            self.obs_rms.update(obs)
+        return self.apply_obs(obs)
+
+    def apply_obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.norm_obs:
+            return obs if obs.dtype == np.float32 else obs.astype(np.float32)
+        out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
+        return np.clip(out, -self.clip, self.clip).astype(np.float32)
+
+    def reward(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if not self.norm_reward:
+            return rewards
+        self.returns = self.returns * self.gamma + rewards
+        self.ret_rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return rewards / np.sqrt(self.ret_rms.var + 1e-8)
+
+    def state_dict(self) -> dict:
+        return {"obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(),
+                "returns": self.returns.copy()}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.obs_rms.load_state_dict(d["obs_rms"])
+        self.ret_rms.load_state_dict(d["ret_rms"])
+        if len(d["returns"]) == len(self.returns):
+            self.returns = np.array(d["returns"])
+
+
+class Evaluator:
+    """Greedy evaluation: ``episodes`` episodes in parallel on one batched env (a fastsample
+    kernel when there is one), each evaluation on fresh seeds derived from ``seed``."""
+
+    def __init__(self, env_id: str, episodes: int, seed: int, render: bool = False):
+        import fastsample
+
+        _, kernel = resolve_env(env_id)
+        self.episodes = episodes
+        self.seed = seed
+        self.count = 0
+        mode = "rgb_array" if render else None
+        if kernel is not None:
+            self.env = fastsample.make_vec(kernel, episodes, autoreset_mode="NextStep", copy=False, render_mode=mode)
+        else:
+            self.env = gym.make_vec(env_id, episodes, vectorization_mode="sync", render_mode=mode)
+        self.action_space = self.env.single_action_space
+
+    def run(self, model: ActorCritic, normalizer: Normalizer, device: torch.device,
+            frames: list | None = None, target: float = math.inf, max_step_reward: float = math.nan
+            ) -> np.ndarray:
+        """Returns of ``episodes`` greedy episodes (``frames`` collects env 0's rendered frames).
+
+        With a finite ``target`` and ``max_step_reward`` (an upper bound on one step's reward)
+        the evaluation stops as soon as the mean return can no longer reach ``target``; the
+        unfinished episodes then report their return so far (the result is below ``target``)."""
+        env = self.env
+        obs, _ = env.reset(seed=self.seed + self.count * self.episodes)
+        self.count += 1
+        n = self.episodes
+        returns = np.zeros(n, np.float64)
+        done = np.zeros(n, bool)
+        box = isinstance(self.action_space, gym.spaces.Box)
+        limit = getattr(env, "max_episode_steps", None) or getattr(getattr(env, "spec", None), "max_episode_steps", None)
+        can_stop = math.isfinite(target) and math.isfinite(max_step_reward) and limit
+        t = 0
+        while not done.all():
+            if frames is not None and not done[0]:
+                frames.append(env.render()[0])
+            with torch.no_grad():
+                x = torch.from_numpy(normalizer.apply_obs(obs).reshape(n, -1)).to(device)
+                action = model.greedy(x)
+            a = action.cpu().numpy()
+            if box:
+                a = np.clip(a.reshape((n, *self.action_space.shape)), self.action_space.low, self.action_space.high)
+            obs, rew, term, trunc, _ = env.step(a)
+            returns += np.where(done, 0.0, rew)
+            done |= term | trunc
+            t += 1
+            if can_stop and t % 8 == 0:
+                best = returns.sum() + (~done).sum() * max(limit - t, 0) * max_step_reward
+                if best < target * n:
+                    break
+        return returns
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_SNAPSHOT_FIELDS = ("_state", "_rng", "_seeded", "_obs", "_rewards", "_terminated", "_truncated", "_elapsed",
+                    "_pending")
+
+
+def env_snapshot(env: Any) -> dict | None:
+    """The complete state of an in-process fastsample env (None for other envs)."""
+    from fastsample.vector_env import NumbaVectorEnv
+
+    if not isinstance(env, NumbaVectorEnv):
+        return None
+    snap = {name: getattr(env, name).copy() for name in _SNAPSHOT_FIELDS}
+    snap["_has_reset"] = env._has_reset
+    return snap
+
+
+def env_restore(env: Any, snap: dict | None) -> bool:
+    """Restore :func:`env_snapshot` into ``env`` in place (the runner keeps views of its buffers)."""
+    from fastsample.vector_env import NumbaVectorEnv
+
+    if snap is None or not isinstance(env, NumbaVectorEnv):
+        return False
+    for name in _SNAPSHOT_FIELDS:
+        dst = getattr(env, name)
+        if dst.shape != snap[name].shape:
+            return False
+    for name in _SNAPSHOT_FIELDS:
+        getattr(env, name)[...] = snap[name]
+    env._has_reset = snap["_has_reset"]
+    return True

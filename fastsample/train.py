@@ -1,0 +1,339 @@
+"""``train(cfg)``: run directory, metrics, evaluation, checkpoints, resume and Ctrl-C around a runner.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per update), TensorBoard events
+(when ``tensorboard`` is installed), ``checkpoints/latest.pt`` (written to a temp file and
+``os.replace``-d, every ``--checkpoint-interval`` seconds and at the end) and ``summary.json``.
+
+Timing: ``startup_s`` is everything before the first env step (imports, Numba JIT from cache,
+env and model construction, a torch warm-up pass); ``wall_s`` and ``solved_at_s`` count from the
+first env step, evaluations included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastsample.train_config import TrainConfig, config_from_dict, validate
+
+__all__ = ["train", "evaluate_run", "load_checkpoint", "Interrupted"]
+
+CHECKPOINT = "checkpoints/latest.pt"
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM (after writing the final checkpoint)."""
+
+
+def _default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.env.replace('/', '_')}__{cfg.seed}__{stamp}"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    import torch
+
+    path = run_dir / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class _Metrics:
+    """metrics.jsonl (+ TensorBoard when installed)."""
+
+    def __init__(self, run_dir: Path, keep_up_to_iteration: int | None):
+        path = run_dir / "metrics.jsonl"
+        if keep_up_to_iteration is not None and path.exists():  # resume: drop lines past the checkpoint
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("iteration", 0) <= keep_up_to_iteration]
+            _atomic_write_text(path, "".join(line + "\n" for line in kept))
+        elif keep_up_to_iteration is None and path.exists():
+            path.unlink()
+        self.file = open(path, "a", buffering=1 << 16)
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            step = row["step"]
+            for k, v in row.items():
+                if k not in ("step", "iteration") and isinstance(v, (int, float)) and v is not None \
+                        and not (isinstance(v, float) and math.isnan(v)):
+                    self.tb.add_scalar(k, v, step)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the loop checks between updates; a second Ctrl-C raises."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+def _nanmean(values: list[float]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Train PPO as configured; returns (and writes) the summary.
+
+    ``resume``: a run directory; its config (with ``cfg``'s explicitly different values for
+    ``total_steps``/``time_limit``/``progress``) and latest checkpoint are loaded and training
+    continues from the checkpoint's update.
+    """
+    t_launch = time.perf_counter()
+    validate(cfg)
+    from fastsample.runners.common import check_spaces, resolve_device, resolve_env, target_return_for
+
+    resolve_env(cfg.env)  # unknown ids fail here, before any process starts
+    check_spaces(cfg)
+    device = resolve_device(cfg.device)
+    import torch
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(run_dir) if resume else None
+    _atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    if cfg.mode == "sync":
+        from fastsample.runners.sync import SyncRunner
+
+        runner = SyncRunner(cfg, device)
+    else:
+        from fastsample.runners.async_runner import AsyncRunner
+
+        runner = AsyncRunner(cfg, device)
+    from fastsample.runners.common import Evaluator
+
+    evaluator = Evaluator(cfg.env, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + 500_000_000 % (2**31))
+    target = target_return_for(cfg)
+    prog = {"evals": [], "solved_at_s": None, "solved_at_steps": None, "elapsed_s": 0.0, "startup_s": 0.0,
+            "train_returns": []}
+    exact_resume = None
+    if ckpt is not None:
+        exact_resume = runner.load_state_dict(ckpt["runner"])
+        prog.update(ckpt["progress"])
+        evaluator.count = ckpt.get("eval_count", 0)
+    metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
+
+    def checkpoint() -> None:
+        state = {"runner": runner.state_dict(), "progress": dict(prog, elapsed_s=elapsed()),
+                 "eval_count": evaluator.count, "config": dataclasses.asdict(cfg)}
+        save_checkpoint(run_dir, state)
+
+    bar = None
+    if cfg.progress and not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.total_steps, initial=runner.global_step, unit="step", unit_scale=True,
+                   dynamic_ncols=True, desc=cfg.env)
+    interrupted = None
+    recent_returns: list[float] = list(prog["train_returns"])[-100:]
+    try:
+        with _StopFlag() as stop:
+            runner.start()
+            startup_s = time.perf_counter() - t_launch
+            if ckpt is None:
+                prog["startup_s"] = startup_s
+            base_elapsed = prog["elapsed_s"]
+            t_first = time.perf_counter()
+
+            def elapsed() -> float:
+                return base_elapsed + time.perf_counter() - t_first
+
+            last_ckpt = last_bar = time.perf_counter()
+            sample_s = learn_s = 0.0
+            n_evals = 0
+            steps_at_bar, time_at_bar = runner.global_step, elapsed()
+            while runner.global_step < cfg.total_steps:
+                out = runner.iteration_step()
+                sample_s += out["sample_s"]
+                learn_s += out["learn_s"]
+                recent_returns.extend(out["episode_returns"].tolist())
+                recent_returns = recent_returns[-100:]
+                mean_ret = _nanmean(recent_returns)
+                row = {"step": runner.global_step, "iteration": runner.iteration, "time_s": round(elapsed(), 4),
+                       "episode_return": mean_ret, "episodes": int(len(out["episode_returns"])),
+                       "policy_lag": out["policy_lag"]}
+                row.update({k: out[k] for k in ("lr", "policy_loss", "value_loss", "entropy", "approx_kl",
+                                                "clipfrac", "grad_norm")})
+                gate = cfg.eval_min_train_return
+                if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
+                        math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
+                    rets = evaluator.run(runner.model, runner.normalizer, device, target=target,
+                                         max_step_reward=cfg.max_step_reward)
+                    n_evals += 1
+                    row["eval_return"] = float(rets.mean())
+                    prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
+                    if prog["solved_at_s"] is None and rets.mean() >= target:
+                        prog["solved_at_s"] = elapsed()
+                        prog["solved_at_steps"] = runner.global_step
+                metrics.write(row)
+                now = time.perf_counter()
+                if bar is not None and now - last_bar >= cfg.log_interval:
+                    el = elapsed()
+                    sps = (runner.global_step - steps_at_bar) / max(el - time_at_bar, 1e-9)
+                    bar.update(runner.global_step - bar.n)
+                    bar.set_postfix_str(f"SPS {sps:,.0f} | return {mean_ret:.1f} | lag {out['policy_lag']:.2f}"
+                                        + (f" | eval {prog['evals'][-1][2]:.1f}" if prog["evals"] else ""))
+                    last_bar, steps_at_bar, time_at_bar = now, runner.global_step, el
+                if stop.signum is not None:
+                    interrupted = stop.signum
+                    break
+                if cfg.stop_when_solved and prog["solved_at_s"] is not None:
+                    break
+                if cfg.time_limit and elapsed() >= cfg.time_limit:
+                    break
+                if now - last_ckpt >= cfg.checkpoint_interval:
+                    prog["train_returns"] = recent_returns
+                    checkpoint()
+                    last_ckpt = time.perf_counter()
+            wall_s = elapsed()
+            prog["train_returns"] = recent_returns
+            checkpoint()
+            if bar is not None:
+                bar.update(runner.global_step - bar.n)
+                bar.close()
+                bar = None
+            final = evaluator.run(runner.model, runner.normalizer, device) if interrupted is None else None
+    finally:
+        if bar is not None:
+            bar.close()
+        metrics.close()
+        runner.close()
+        evaluator.close()
+
+    steps_run = runner.global_step
+    summary = {
+        "env": cfg.env, "seed": cfg.seed, "mode": cfg.mode, "device": str(device),
+        "steps": steps_run, "iterations": runner.iteration,
+        "wall_s": round(wall_s, 4), "startup_s": round(prog["startup_s"], 4),
+        "sps": round(steps_run / wall_s, 1) if wall_s > 0 else None,
+        "sample_s": round(sample_s, 4), "learn_s": round(learn_s, 4), "evaluations": n_evals,
+        "target_return": target if math.isfinite(target) else None,
+        "solved": prog["solved_at_s"] is not None,
+        "solved_at_s": None if prog["solved_at_s"] is None else round(prog["solved_at_s"], 4),
+        "solved_at_steps": prog["solved_at_steps"],
+        "eval_return": None if final is None else float(final.mean()),
+        "eval_return_std": None if final is None else float(final.std()),
+        "eval_episodes": cfg.eval_episodes,
+        "train_return": _nanmean(recent_returns) if recent_returns else None,
+        "policy_lag_mean": getattr(runner, "lag_mean", 0.0),
+        "resumed": ckpt is not None, "exact_env_resume": exact_resume,
+        "interrupted": interrupted is not None,
+        "run_dir": str(run_dir),
+    }
+    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if interrupted is not None:
+        raise Interrupted(f"stopped by {signal.Signals(interrupted).name}; checkpoint saved in {run_dir / CHECKPOINT}")
+    return summary
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 20, render: str | None = None, seed: int = 12345,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Greedy evaluation of a run's latest checkpoint; ``render``: write env 0's first episode
+    to this .gif file."""
+    import torch
+
+    from fastsample.runners.common import Evaluator, Normalizer, make_model, resolve_device
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    cfg = config_from_dict(json.loads(cfg_path.read_text()))
+    ckpt = load_checkpoint(run_dir)
+    dev = resolve_device(device)
+    evaluator = Evaluator(cfg.env, episodes, seed=seed, render=bool(render))
+    model = make_model(cfg, evaluator.env.single_observation_space, evaluator.action_space).to(dev)
+    model.load_state_dict(ckpt["runner"]["model"])
+    norm = Normalizer(evaluator.env.single_observation_space.shape, 1, cfg)
+    norm.load_state_dict(ckpt["runner"]["normalizer"])
+    frames: list | None = [] if render else None
+    with torch.no_grad():
+        returns = evaluator.run(model, norm, dev, frames=frames)
+    evaluator.close()
+    if render:
+        _write_gif(render, frames, fps=30)
+    return {"env": cfg.env, "episodes": episodes, "mean_return": float(returns.mean()),
+            "std_return": float(returns.std()), "min_return": float(returns.min()),
+            "max_return": float(returns.max()), "steps": int(ckpt["runner"]["global_step"]),
+            "render": render}
+
+
+def _write_gif(path: str, frames: list, fps: int) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise RuntimeError("--render needs Pillow (pip install pillow)") from None
+    images = [Image.fromarray(np.asarray(f)) for f in frames]
+    if not images:
+        raise RuntimeError("no frames were rendered")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+_ = config_from_dict

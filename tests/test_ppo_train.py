@@ -1,0 +1,113 @@
+"""Training runs: reproducibility, a short CartPole solve, resume continuity, async faults."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fastsample.train import load_checkpoint, train
+from fastsample.train_config import make_config
+
+
+def _metrics(run_dir):
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    for r in rows:
+        r.pop("time_s")
+    return rows
+
+
+def _short(tmp_path, name, **over):
+    values = dict(total_steps=512 * 12, stop_when_solved=False, eval_every=0, progress=False,
+                  run_dir=str(tmp_path / name))
+    values.update(over)
+    return make_config("CartPole-v1", **values)
+
+
+def test_sync_is_reproducible(tmp_path):
+    a = train(_short(tmp_path, "a", eval_every=4, eval_min_train_return=0.0), quiet=True)
+    b = train(_short(tmp_path, "b", eval_every=4, eval_min_train_return=0.0), quiet=True)
+    assert _metrics(a["run_dir"]) == _metrics(b["run_dir"])
+    assert a["eval_return"] == b["eval_return"]
+    wa = load_checkpoint(a["run_dir"])["runner"]["model"]
+    wb = load_checkpoint(b["run_dir"])["runner"]["model"]
+    for k in wa:
+        assert torch.equal(wa[k], wb[k])
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = train(_short(tmp_path, "full"), quiet=True)
+    half = train(_short(tmp_path, "half", total_steps=512 * 6), quiet=True)
+    resumed = train(_short(tmp_path, "half", total_steps=512 * 12), resume=half["run_dir"], quiet=True)
+    assert resumed["resumed"] and resumed["exact_env_resume"]
+    assert resumed["steps"] == full["steps"]
+    assert _metrics(resumed["run_dir"]) == _metrics(full["run_dir"])
+    assert resumed["eval_return"] == full["eval_return"]
+
+
+def test_cartpole_preset_solves(tmp_path):
+    s = train(make_config("CartPole-v1", seed=1, progress=False, run_dir=str(tmp_path / "solve")), quiet=True)
+    assert s["solved"], s
+    assert s["eval_return"] >= 400
+    run = tmp_path / "solve"
+    for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/latest.pt"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("env", "seed", "steps", "wall_s", "sps", "solved", "solved_at_s", "solved_at_steps", "eval_return"):
+        assert key in summary
+    from fastsample.train import evaluate_run
+
+    ev = evaluate_run(run, episodes=20)
+    assert ev["mean_return"] >= 400
+
+
+def test_box_actions_train(tmp_path):
+    s = train(make_config("Pendulum-v1", total_steps=4096, eval_episodes=3, progress=False,
+                          run_dir=str(tmp_path / "pend")), quiet=True)
+    assert s["steps"] == 4096 and np.isfinite(s["eval_return"])
+
+
+def _shm():
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def test_async_trains_and_leaves_nothing(tmp_path):
+    before = _shm()
+    s = train(make_config("CartPole-v1", mode="async", num_workers=2, num_envs=64, total_steps=64 * 16 * 6,
+                          stop_when_solved=False, progress=False, eval_episodes=4,
+                          run_dir=str(tmp_path / "async")), quiet=True)
+    assert s["steps"] == 64 * 16 * 6
+    assert s["policy_lag_mean"] >= 0
+    assert _shm() <= before
+
+
+def test_async_sampler_crash_is_a_clear_error(tmp_path, monkeypatch):
+    from fastsample.runners.async_runner import SamplerError
+
+    monkeypatch.setenv("FASTSAMPLE_TEST_SAMPLER_CRASH", "1")
+    t0 = time.monotonic()
+    with pytest.raises(SamplerError, match="sampler 0 failed: RuntimeError: injected sampler crash"):
+        train(make_config("CartPole-v1", mode="async", num_workers=1, progress=False,
+                          run_dir=str(tmp_path / "crash")), quiet=True)
+    assert time.monotonic() - t0 < 60
+
+
+def test_async_sampler_killed_is_a_clear_error():
+    import signal
+
+    from fastsample.runners.async_runner import AsyncRunner, SamplerError
+
+    runner = AsyncRunner(make_config("CartPole-v1", mode="async", num_workers=1), torch.device("cpu"))
+    try:
+        runner.start()
+        runner.iteration_step()
+        os.kill(runner.procs[0].pid, signal.SIGKILL)
+        runner.procs[0].join(10)
+        with pytest.raises(SamplerError, match="died"):
+            for _ in range(50):
+                runner.iteration_step()
+    finally:
+        runner.close()
+    assert not any(p.is_alive() for p in runner.procs)
