@@ -9,9 +9,10 @@ a whole batch at once and write into arrays the caller preallocated:
     stream (``envs_numba.rng``, row ``i`` of ``rng``), write it into ``state[:, i]`` and
     its observation into ``obs[i]``.
 
-``step(mask, actions, state, params, obs, rewards, terminated)``
+``step(mask, actions, state, rng, params, obs, rewards, terminated)``
     For every ``i`` with ``mask[i]``: advance env ``i`` with ``actions[i]``, write
-    ``obs[i]``, ``rewards[i]`` and ``terminated[i]``.
+    ``obs[i]``, ``rewards[i]`` and ``terminated[i]``. A stochastic env draws from row ``i`` of
+    ``rng`` (the same stream its resets draw from).
 
 ``state`` is structure-of-arrays: a float64 array of shape ``(state_dim, num_envs)``, one row
 per state variable, so the physics of consecutive envs reads consecutive memory.
@@ -89,11 +90,24 @@ def parse_kwargs(env_id: str, kwargs: dict, defaults: dict[str, float]) -> dict[
     return merged
 
 
+def check_uniform_range(low, high) -> None:
+    """The checks ``Generator.uniform(low, high)`` makes (gymnasium hits them inside reset),
+    made here before any state changes: a non-finite ``high - low`` raises ``OverflowError``,
+    a negative one ``ValueError`` (``low=0.0, high=-0.0`` included)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = np.subtract(high, low, dtype=np.float64)
+    if not np.all(np.isfinite(span)):
+        raise OverflowError("high - low range exceeds valid bounds")
+    if np.any(np.signbit(span)):
+        raise ValueError("high - low < 0")
+
+
 def low_high_bounds(options: dict | None, default_low: float, default_high: float) -> np.ndarray:
     """Gymnasium's ``maybe_parse_reset_bounds`` (same errors) as a ``[low, high]`` array."""
     from gymnasium.envs.classic_control import utils
 
     low, high = utils.maybe_parse_reset_bounds(options, default_low, default_high)
+    check_uniform_range(low, high)
     return np.array([low, high], dtype=np.float64)
 
 

@@ -226,13 +226,15 @@ class NumbaVectorEnv(VectorEnv):
                 k.reset(pending, self._state, self._rng, self._default_bounds, self._params, self._obs)
                 if k.fix_reset_obs is not None:
                     k.fix_reset_obs(self._state, self._obs, pending)
-            k.step(self._step_mask, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            k.step(self._step_mask, self._actions, self._state, self._rng, self._params, self._obs,
+                   self._rewards, self._terminated)
             core.finish_step(
                 self._step_mask, self._elapsed, self._max_steps, self._rewards,
                 self._terminated, self._truncated, pending,
             )
         elif mode is AutoresetMode.SAME_STEP:
-            k.step(self._all, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            k.step(self._all, self._actions, self._state, self._rng, self._params, self._obs,
+                   self._rewards, self._terminated)
             done = core.finish_step(
                 self._all, self._elapsed, self._max_steps, self._rewards,
                 self._terminated, self._truncated, self._pending,
@@ -241,7 +243,8 @@ class NumbaVectorEnv(VectorEnv):
                 infos = self._final_infos(self._pending)
                 self._reset_envs(self._pending, self._default_bounds)
         else:  # DISABLED: the user resets finished envs with reset(options={"reset_mask": ...})
-            k.step(self._all, self._actions, self._state, self._params, self._obs, self._rewards, self._terminated)
+            k.step(self._all, self._actions, self._state, self._rng, self._params, self._obs,
+                   self._rewards, self._terminated)
             core.finish_step(
                 self._all, self._elapsed, self._max_steps, self._rewards,
                 self._terminated, self._truncated, self._pending,

@@ -7,6 +7,8 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+
+from envs_numba import rng as rng_mod
 import pytest
 from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
@@ -160,7 +162,7 @@ def _one_step_pairs(n=5000, seed=2024):
     obs = np.zeros((n, 6), np.float32)
     reward = np.zeros(n)
     term = np.zeros(n, dtype=bool)
-    KERNEL.step(np.ones(n, dtype=bool), actions, state, KERNEL.make_params(), obs, reward, term)
+    KERNEL.step(np.ones(n, dtype=bool), actions, state, rng_mod.new_streams(n), KERNEL.make_params(), obs, reward, term)
     return (ref_state, ref_obs, ref_reward, ref_term), (state, obs, reward, term)
 
 
@@ -243,7 +245,7 @@ def test_acrobot_wrap_does_not_hang_where_gymnasium_would():
     state = np.array([[1e300, 1e17], [-1e20, 0.5], [0.0, 0.0], [0.0, 0.0]])
     obs = np.zeros((2, 6), np.float32)
     params = KERNEL.make_params()
-    KERNEL.step(np.ones(2, bool), np.ones(2, np.int64), state, params, obs, np.zeros(2), np.zeros(2, bool))
+    KERNEL.step(np.ones(2, bool), np.ones(2, np.int64), state, rng_mod.new_streams(2), params, obs, np.zeros(2), np.zeros(2, bool))
     assert np.all(np.isfinite(state)) and state[0, 0] > np.pi and state[1, 0] < -np.pi
 
 

@@ -110,20 +110,30 @@ def test_bad_reset_mask(mask, exc, match):
     assert_untouched(env, before)
 
 
+LOW_HIGH_IDS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0"]
+
+
+@pytest.mark.parametrize("env_id", LOW_HIGH_IDS)
 @pytest.mark.parametrize(
-    "options, match",
+    "options, exc, match",
     [
-        ({"low": 0.1, "high": -0.1}, "Lower bound"),
-        ({"low": "abc"}, "could not be converted"),
-        ({"lo": 0.1}, "unknown reset options"),
+        ({"low": 0.1, "high": -0.1}, ValueError, "Lower bound"),
+        ({"low": "abc"}, ValueError, "could not be converted"),
+        ({"lo": 0.1}, ValueError, "unknown reset options"),
+        ({"low": -1e308, "high": 1e308}, OverflowError, "range exceeds"),
+        ({"low": 0.0, "high": -0.0}, ValueError, "high - low < 0"),
     ],
 )
-def test_bad_reset_options(options, match):
-    env = fresh()
+def test_bad_reset_options(env_id, options, exc, match):
+    """Same error class as gymnasium's env raises for the same options, state untouched."""
+    env = fresh(env_id)
     before = snapshot(env)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(exc, match=match):
         env.reset(options=options)
     assert_untouched(env, before)
+    if "lo" not in options:  # gymnasium ignores unknown keys; we reject them
+        with pytest.raises(exc):
+            gym.make(env_id).reset(options=options)
 
 
 def test_bad_constructor_arguments():

@@ -8,6 +8,8 @@ the left wall, and ``goal_velocity`` of several Python and NumPy types.
 """
 
 import numpy as np
+
+from envs_numba import rng as rng_mod
 import pytest
 from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
@@ -221,7 +223,7 @@ def test_continuous_mountain_car_state_injection(goal_velocity, is_f32):
     rewards = np.zeros(n)
     terminated = np.zeros(n, dtype=np.bool_)
     params = kernel.make_params(goal_velocity=goal_velocity)
-    kernel.step(np.ones(n, dtype=np.bool_), act, state, params, obs, rewards, terminated)
+    kernel.step(np.ones(n, dtype=np.bool_), act, state, rng_mod.new_streams(n), params, obs, rewards, terminated)
 
     np.testing.assert_allclose(state[:2].T, ref_state, rtol=1e-12, atol=0)
     np.testing.assert_allclose(obs.astype(np.float64), ref_state, rtol=1e-12, atol=0)

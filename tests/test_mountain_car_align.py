@@ -1,6 +1,8 @@
 """MountainCar-v0: fastsample equals gymnasium's SyncVectorEnv bit for bit."""
 
 import numpy as np
+
+from envs_numba import rng as rng_mod
 import pytest
 from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
@@ -177,7 +179,7 @@ def test_mountain_car_state_injection(goal_velocity):
     rewards = np.zeros(n)
     terminated = np.zeros(n, dtype=np.bool_)
     params = kernel.make_params(goal_velocity=goal_velocity)
-    kernel.step(np.ones(n, dtype=np.bool_), act, state, params, obs, rewards, terminated)
+    kernel.step(np.ones(n, dtype=np.bool_), act, state, rng_mod.new_streams(n), params, obs, rewards, terminated)
 
     np.testing.assert_allclose(state.T, ref_state, rtol=1e-12, atol=0)
     np.testing.assert_allclose(obs.astype(np.float64), ref_obs.astype(np.float64), rtol=1e-12, atol=0)

@@ -7,6 +7,8 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+
+from envs_numba import rng as rng_mod
 import pytest
 from gymnasium.envs.classic_control.pendulum import PendulumEnv, angle_normalize
 
@@ -113,7 +115,7 @@ def _one_step_pairs(g, n=4000, seed=2024):
     obs = np.zeros((n, 3), np.float32)
     reward = np.zeros(n)
     term = np.ones(n, dtype=bool)
-    KERNEL.step(np.ones(n, dtype=bool), u, state, KERNEL.make_params(g=g), obs, reward, term)
+    KERNEL.step(np.ones(n, dtype=bool), u, state, rng_mod.new_streams(n), KERNEL.make_params(g=g), obs, reward, term)
     assert not term.any()
     return (ref_state, ref_obs, ref_reward, ref_last_u), (state[:2], obs, reward, state[2].astype(np.float32))
 

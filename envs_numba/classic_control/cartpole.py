@@ -71,7 +71,7 @@ def reset(mask, state, rng, bounds, params, obs):
 
 
 @njit(cache=True)
-def step(mask, actions, state, params, obs, rewards, terminated):
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
     sutton_barto = params[P_SUTTON_BARTO] != 0.0
     for i in range(mask.shape[0]):
         if not mask[i]:

@@ -122,7 +122,7 @@ def reset(mask, state, rng, bounds, params, obs):
 
 
 @njit(cache=True)
-def step(mask, actions, state, params, obs, rewards, terminated):
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
     thr32 = params[P_GOAL_THR32]
     thr64 = params[P_GOAL_THR64]
     ge_plus = params[P_GE_PLUS] != 0.0

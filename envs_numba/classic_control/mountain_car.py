@@ -75,7 +75,7 @@ def reset(mask, state, rng, bounds, params, obs):
 
 
 @njit(cache=True)
-def step(mask, actions, state, params, obs, rewards, terminated):
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
     goal_thr = params[P_GOAL_THR64]
     for i in range(mask.shape[0]):
         if not mask[i]:

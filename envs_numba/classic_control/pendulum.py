@@ -66,7 +66,7 @@ from gymnasium.envs.classic_control import utils
 from numba import njit
 
 from envs_numba import rng as rng_mod
-from envs_numba.core import EnvKernel, parse_kwargs
+from envs_numba.core import EnvKernel, check_uniform_range, parse_kwargs
 from envs_numba.libm import pow as libm_pow
 from envs_numba.libm import powf as libm_powf
 from envs_numba.libm import sincos
@@ -134,7 +134,7 @@ def _angle_normalize(x):
 
 
 @njit(cache=True)
-def step(mask, actions, state, params, obs, rewards, terminated):
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
     sin_gain = params[P_SIN_GAIN]
     for i in range(mask.shape[0]):
         if not mask[i]:
@@ -190,14 +190,7 @@ def reset_bounds(options: dict | None) -> np.ndarray:
         x = utils.verify_number_and_cast(x)
         y = utils.verify_number_and_cast(y)
         high = np.array([x, y])
-    low = -high
-    # Generator.uniform's checks (raised inside gymnasium's reset), in NumPy's order
-    with np.errstate(over="ignore", invalid="ignore"):
-        span = high - low
-    if not np.all(np.isfinite(span)):
-        raise OverflowError("Range exceeds valid bounds")
-    if np.any(np.signbit(span)):  # a negative x_init or y_init, -0.0 included
-        raise ValueError("high - low < 0")
+    check_uniform_range(-high, high)  # a negative x_init or y_init, -0.0 included, fails
     return np.ascontiguousarray(high, dtype=np.float64)
 
 

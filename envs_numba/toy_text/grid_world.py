@@ -35,8 +35,7 @@ so the cell index is a one-element int64 Box. ``obs[:, 0]`` indexes a Q-table di
 1 on the step that reaches the goal, 0 otherwise.
 
 ## Starting state
-Always the start cell. (The reset also draws one number from the env's random stream to
-seed its slip generator, see below; with the default ``slip=0`` it is never used.)
+Always the start cell.
 
 ## Episode end
 Terminated on reaching the goal or falling into a hole; truncated after 100 steps
@@ -47,11 +46,8 @@ Terminated on reaching the goal or falling into a hole; truncated after 100 step
 instead (either side with equal chance), like FrozenLake's slippery ice. 0 is deterministic.
 
 ## Exactness notes
-No gymnasium reference. Random numbers in ``step``: the step kernel gets no random
-generator (only ``reset`` does), so an env that is random *during* an episode keeps its own
-small generator in its state. Here it is a 48-bit linear congruential generator (the
-``drand48`` one), whose state fits exactly in a float64 row and is seeded at every reset
-from the env's PCG64 stream, so seeded runs are reproducible.
+No gymnasium reference. Slips draw from the env's own PCG64 stream (``rng`` row ``i``, the
+stream its resets draw from too), so seeded runs are reproducible.
 """
 
 from __future__ import annotations
@@ -84,21 +80,11 @@ D_COL = np.array([-1, 0, 1, 0], dtype=np.int64)
 # COLUMN per env. Every variable is stored as a float64, even the integer ones (exact for
 # integers below 2**53).
 S_CELL = 0  # the agent's cell, 0..15
-S_LCG = 1  # state of the env's slip generator, an integer below 2**48
-STATE_DIM = 2
+STATE_DIM = 1
 
 # ``params`` is the float64 array that ``make_params`` builds from the constructor kwargs;
 # it is the same for every env of a vector env.
 P_SLIP = 0
-
-# The 48-bit LCG of drand48: x <- (A * x + C) mod 2**48. uint64 arithmetic wraps modulo
-# 2**64, a multiple of 2**48, so masking the wrapped product gives the exact result.
-_LCG_A = np.uint64(0x5DEECE66D)
-_LCG_C = np.uint64(0xB)
-_LCG_MASK = np.uint64((1 << 48) - 1)
-_U16 = np.uint64(16)
-_INV_2_48 = 1.0 / float(1 << 48)
-
 
 # --- 2. the kernels -------------------------------------------------------------------------
 #
@@ -110,33 +96,24 @@ _INV_2_48 = 1.0 / float(1 << 48)
 
 
 @njit(cache=True)
-def _lcg_next(state, i):
-    """Advance env ``i``'s slip generator and return a uniform double in [0, 1)."""
-    x = np.uint64(state[S_LCG, i])
-    x = (_LCG_A * x + _LCG_C) & _LCG_MASK
-    state[S_LCG, i] = np.float64(x)
-    return np.float64(x) * _INV_2_48
-
-
-@njit(cache=True)
 def reset(mask, state, rng, bounds, params, obs):
     """Put every env in ``mask`` back on the start cell.
 
     ``rng`` holds one PCG64 stream per env (row ``i``); draw from it with
-    ``envs_numba.rng`` (``uniform``, ``next_double``, ``next_uint64``). ``bounds`` is what
-    ``reset_bounds(options)`` returned (unused here: this env takes no reset options).
+    ``envs_numba.rng`` (``uniform``, ``next_double``, ``next_uint64``; unused here: the
+    start cell is fixed). ``bounds`` is what ``reset_bounds(options)`` returned (unused
+    here: this env takes no reset options).
     """
     for i in range(mask.shape[0]):
         if mask[i]:
             state[S_CELL, i] = START
-            # seed this episode's slip generator from the env's own stream (48 bits)
-            state[S_LCG, i] = np.float64(rng_mod.next_uint64(rng, i) >> _U16)
             obs[i, 0] = START
 
 
 @njit(cache=True)
-def step(mask, actions, state, params, obs, rewards, terminated):
-    """Move every env in ``mask`` by ``actions[i]`` (int64, already checked to be 0..3).
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    """Move every env in ``mask`` by ``actions[i]`` (int64, already checked to be 0..3),
+    slipping sideways with probability ``slip`` (drawn from env ``i``'s stream ``rng[i]``).
 
     Write the new observation, the reward and whether the episode terminated. Time limits
     (truncation) and autoreset are done by the vector env, not here.
@@ -147,9 +124,9 @@ def step(mask, actions, state, params, obs, rewards, terminated):
             continue
         cell = np.int64(state[S_CELL, i])
         action = actions[i]
-        if slip > 0.0 and _lcg_next(state, i) < slip:
+        if slip > 0.0 and rng_mod.next_double(rng, i) < slip:
             # slip to one side of the intended direction: action +1 or -1 (mod 4)
-            if _lcg_next(state, i) < 0.5:
+            if rng_mod.next_double(rng, i) < 0.5:
                 action = (action + 1) % 4
             else:
                 action = (action + 3) % 4
