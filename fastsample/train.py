@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     """
     t_launch = time.perf_counter()
     validate(cfg)
-    from fastsample.runners.common import check_spaces, resolve_device, resolve_env, target_return_for
+    from fastsample.runners.common import check_spaces, resolve_device, resolve_env, target_return_for, tune_malloc
 
     resolve_env(cfg.env)  # unknown ids fail here, before any process starts
     check_spaces(cfg)
@@ -154,6 +154,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    tune_malloc()
     run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(run_dir) if resume else None

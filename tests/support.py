@@ -109,3 +109,24 @@ def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed
             o_fs, _ = ours.reset(options={"reset_mask": done.copy()})
             assert_same(o_ref, o_fs, f"step {t}: reset of finished envs")
     return {"finished": finished, "partial_resets": partial}
+
+
+def shm_entries() -> set[str]:
+    import os
+
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def leaked_shm(before: set[str], pids) -> set[str]:
+    """Entries added to /dev/shm since ``before`` that may belong to ``pids``: multiprocessing
+    names its files ``pym-<creator pid>-...``, so other test processes running in parallel
+    (whose files carry their own pid) are not blamed; every other new name counts."""
+    import re
+
+    pids = {str(p) for p in pids}
+    leaked = set()
+    for name in shm_entries() - before:
+        m = re.match(r"pym-(\d+)-", name)
+        if m is None or m.group(1) in pids:
+            leaked.add(name)
+    return leaked

@@ -19,10 +19,7 @@ import psutil
 import pytest
 
 import fastsample
-
-
-def shm_entries() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+from tests.support import leaked_shm, shm_entries
 
 
 @pytest.fixture
@@ -38,7 +35,8 @@ def no_leaks():
             break
         time.sleep(0.05)
     assert not children, f"worker processes left running: {children}"
-    assert shm_entries() - shm_before == set(), f"/dev/shm entries left: {shm_entries() - shm_before}"
+    leaked = leaked_shm(shm_before, [os.getpid()])
+    assert not leaked, f"/dev/shm entries left: {leaked}"
 
 
 class FaultyEnv(gym.Env):
@@ -209,4 +207,4 @@ def test_parent_crash_or_ctrl_c_leaves_nothing(how):
         alive = [p for p in worker_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.05)
     assert not alive, f"workers outlived their parent: {alive}"
-    assert shm_entries() - shm_before == set()
+    assert not leaked_shm(shm_before, [proc.pid, *worker_pids])

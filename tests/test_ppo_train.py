@@ -10,6 +10,7 @@ import torch
 
 from fastsample.train import load_checkpoint, train
 from fastsample.train_config import make_config
+from tests.support import leaked_shm, shm_entries
 
 
 def _metrics(run_dir):
@@ -69,18 +70,16 @@ def test_box_actions_train(tmp_path):
     assert s["steps"] == 4096 and np.isfinite(s["eval_return"])
 
 
-def _shm():
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
 def test_async_trains_and_leaves_nothing(tmp_path):
-    before = _shm()
+    before = shm_entries()
     s = train(make_config("CartPole-v1", mode="async", num_workers=2, num_envs=64, total_steps=64 * 16 * 6,
                           stop_when_solved=False, progress=False, eval_episodes=4,
                           run_dir=str(tmp_path / "async")), quiet=True)
     assert s["steps"] == 64 * 16 * 6
     assert s["policy_lag_mean"] >= 0
-    assert _shm() <= before
+    assert not leaked_shm(before, [os.getpid()])
 
 
 def test_async_sampler_crash_is_a_clear_error(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from fastsample.cli import main
+from tests.support import leaked_shm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +79,7 @@ def test_ctrl_c_saves_checkpoint_and_exits(tmp_path):
     assert json.loads((run / "summary.json").read_text())["interrupted"]
     psutil.wait_procs(children, timeout=5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    assert set(os.listdir("/dev/shm")) <= before
+    assert not leaked_shm(before, [proc.pid, *(c.pid for c in children)])
 
 
 def test_sigkill_then_resume(tmp_path):

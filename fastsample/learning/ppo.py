@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastsample.learning.fast_tanh import FastTanh
+
 __all__ = ["ActorCritic", "RunningMeanStd", "compute_gae", "vtrace", "ppo_update", "PPOStats"]
 
 
@@ -34,7 +36,7 @@ def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
 
 
 def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, activation: str) -> nn.Sequential:
-    act = nn.Tanh if activation == "tanh" else nn.ReLU
+    act = FastTanh if activation == "tanh" else nn.ReLU
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [_layer(n_in, h, math.sqrt(2)), act()]

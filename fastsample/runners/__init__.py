@@ -13,7 +13,7 @@ __all__ = ["benchmark_training", "time_to_solve"]
 def benchmark_training(env_id: str = "CartPole-v1", *, num_envs: int = 4096, num_steps: int = 16,
                        update_epochs: int = 4, num_minibatches: int = 4, hidden_sizes: str = "64,64",
                        iterations: int = 6, warmup_iterations: int = 1, seed: int = 1, device: str = "cpu",
-                       torch_threads: int = 1, **overrides: Any) -> dict[str, float]:
+                       torch_threads: int = 0, **overrides: Any) -> dict[str, float]:
     """End-to-end PPO training throughput of the sync runner, with its two halves.
 
     Defaults are CleanRL's network (64x64 tanh, separate actor and critic), 4 epochs, 4
@@ -22,10 +22,12 @@ def benchmark_training(env_id: str = "CartPole-v1", *, num_envs: int = 4096, num
     ``{"sps": end-to-end env steps/s, "sampler_sps": steps/s of the rollout phase alone (envs +
     policy inference), "learner_sps": transitions/s of the update phase alone (GAE excluded,
     ``update_epochs`` passes), "batch": transitions per update, "seconds": timed wall time}``.
+    ``torch_threads=0`` lets torch use every core: the sync runner alternates sampling and
+    learning, so the learner has the machine to itself while it runs.
     """
     import torch
 
-    from fastsample.runners.common import resolve_device
+    from fastsample.runners.common import resolve_device, tune_malloc
     from fastsample.runners.sync import SyncRunner
     from fastsample.train_config import make_config, validate
 
@@ -37,6 +39,7 @@ def benchmark_training(env_id: str = "CartPole-v1", *, num_envs: int = 4096, num
     validate(cfg)
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    tune_malloc()
     runner = SyncRunner(cfg, resolve_device(device))
     try:
         runner.start()

