@@ -28,6 +28,7 @@ import sys
 import time
 import weakref
 from enum import Enum
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -285,9 +286,14 @@ class ProcessVectorEnv(VectorEnv):
     # -- worker exchanges ----------------------------------------------------------------
 
     def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
-        if message is not None:
-            self._conns[w].send(message)
-        os.eventfd_write(self._cmd_fds[w], code)
+        if message is None:
+            os.eventfd_write(self._cmd_fds[w], code)
+        else:
+            data = ForkingPickler.dumps(message)  # an unpicklable message raises before signalling
+            # wake the worker first: it reads the pipe while we fill it, so a message larger
+            # than the pipe buffer cannot deadlock
+            os.eventfd_write(self._cmd_fds[w], code)
+            self._conns[w].send_bytes(data)
         self._in_flight[w] = what
 
     def _poll_once(self, timeout_s: float | None) -> list[tuple[int, int]]:
@@ -340,7 +346,10 @@ class ProcessVectorEnv(VectorEnv):
                     f"method again to keep waiting, or close() the env"
                 )
             for w, code in self._poll_once(remaining):
-                payload = self._conns[w].recv() if code != W.REPLY_OK else None
+                try:
+                    payload = self._conns[w].recv() if code != W.REPLY_OK else None
+                except (EOFError, OSError):  # died while sending its reply
+                    self._raise_died(w)
                 self._in_flight.pop(w, None)
                 if w not in waiting:  # an async worker finished while we waited for others
                     self._ready[w] = (code, payload)
@@ -585,6 +594,31 @@ class ProcessVectorEnv(VectorEnv):
         if len(values) != self.num_envs:
             raise ValueError(f"values must be a list of length num_envs={self.num_envs}, got length {len(values)}")
         self._roundtrip("set_attr", lambda w: (name, list(values[self._bounds[w][0]:self._bounds[w][1]])))
+
+    def call_envs(self, fn: Callable[[gym.Env], Any], indices: Sequence[int] | None = None) -> tuple[Any, ...]:
+        """``fn(env)`` for each env object in ``indices`` (default: all; negative indices count
+        from the end), run inside the worker that owns it; the results in the order of
+        ``indices``. Only the workers owning those envs are asked. ``fn`` travels pickled: a
+        module-level function or a ``functools.partial`` of one. Needs Python envs
+        (``env_fns``): workers of Numba kernels hold no per-env objects and raise ``TypeError``."""
+        self._assert_idle("call_envs")
+        ForkingPickler.dumps(fn)  # an unpicklable fn raises here, before any worker is asked
+        targets = []
+        for i in range(self.num_envs) if indices is None else indices:
+            i = int(i)
+            if not -self.num_envs <= i < self.num_envs:
+                raise IndexError(f"env index {i} out of range for num_envs={self.num_envs}")
+            i %= self.num_envs
+            w = next(w for w, (lo, hi) in enumerate(self._bounds) if lo <= i < hi)
+            targets.append((w, i - self._bounds[w][0]))
+        local: dict[int, list[int]] = {}
+        for w, j in targets:
+            local.setdefault(w, []).append(j)
+        for w, js in local.items():
+            self._send(w, W.CMD_MESSAGE, ("call_envs", (fn, js)), what="call_envs")
+        results = self._collect(list(local), timeout=None)
+        answers = {w: iter(results[w][1]) for w in local}
+        return tuple(next(answers[w]) for w, _ in targets)
 
     def render(self) -> tuple[Any, ...] | None:
         if self.render_mode is None:

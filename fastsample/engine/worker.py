@@ -19,6 +19,7 @@ import ctypes
 import os
 import signal
 import traceback
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,14 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
     sub = None
 
     def reply(code: int, payload: Any = None) -> None:
-        if code != REPLY_OK:
-            conn.send(payload)
+        if code == REPLY_OK:
+            os.eventfd_write(done_fd, code)
+            return
+        data = ForkingPickler.dumps(payload)  # an unpicklable result raises here, before signalling
+        # signal first, then write: the parent reads the pipe while we fill it, so a reply
+        # larger than the pipe buffer (rendered frames) cannot deadlock
         os.eventfd_write(done_fd, code)
+        conn.send_bytes(data)
 
     def reply_error(exc: BaseException) -> None:
         reply(REPLY_ERROR, (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc()))
@@ -128,6 +134,12 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
                 attr, values = payload
                 sub.set_attr(attr, values)
                 reply(REPLY_MESSAGE, None)
+            elif name == "call_envs":  # fn(env) on some of this worker's env objects
+                fn, local = payload
+                envs = getattr(sub, "envs", None)
+                if envs is None:
+                    raise TypeError(f"{type(sub).__name__} holds no per-env objects: call_envs needs Python envs")
+                reply(REPLY_MESSAGE, tuple(fn(envs[j]) for j in local))
             elif name == "render":
                 reply(REPLY_MESSAGE, tuple(sub.render() or ()))
             elif name == "close":
