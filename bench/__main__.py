@@ -1,108 +1,336 @@
-"""``python -m bench``: measure, print as it goes, and rewrite RESULTS.md."""
+"""``python -m bench``: the benchmark ladder, its peers and sweeps, measured in one run on this
+machine; rewrites RESULTS.md and the plots under bench/.
+
+Sections (``--only``): ladder, peers, sweeps, envs, basics, compile, solve. ``--quick`` finishes
+in under 2 minutes on a quiet 2-core machine, the default run in under 15. Unknown rung, section
+or env names and impossible sweep points are reported and skipped; the rest still runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import shlex
 import sys
+import time
+import traceback
 from pathlib import Path
-
-from bench import envs
-from bench.common import fmt_rate, machine_facts
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
+SECTIONS = {
+    "ladder": "R0..R8b on CartPole-v1, one optimisation per rung (--rungs picks rungs)",
+    "peers": "envpool, gymnasium AsyncVectorEnv, SB3 DummyVecEnv/SubprocVecEnv, ProcessVectorEnv on Python envs, "
+             "SB3 PPO SPS",
+    "sweeps": "steps/s against num_envs and against worker processes",
+    "envs": "every kernel against gymnasium SyncVectorEnv (and envpool)",
+    "basics": "CartPole N=4096 vs gymnasium, step() overhead at N=1, engine ratios and latency",
+    "compile": "Numba compile time, cold vs cached",
+    "solve": "time to solve CartPole-v1: fastsample vs SB3 (rl-zoo hyperparameters)",
+}
+DEFAULT_SWEEP_N = "1,4,16,64,256,1024,4096,16384,65536"
+QUICK_SWEEP_N = "1,16,256,4096,65536"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.ladder import RUNGS
+
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats, shorter timings, smaller sweeps (< 2 min)")
+    p.add_argument("--rungs", default=None, help=f"comma-separated rungs to run (default all: {','.join(RUNGS)})")
+    p.add_argument("--only", default=None, help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    p.add_argument("--output", default=str(ROOT / "RESULTS.md"), help="where to write the report (default RESULTS.md)")
+    p.add_argument("--plots-dir", default=None,
+                   help="where to save the PNG plots (default bench/ for the default output, else next to --output)")
+    p.add_argument("--num-envs", type=int, default=8192,
+                   help="num_envs of the ladder's vectorised rungs (default 8192)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes of R4-R8b (default min(2, cores))")
+    p.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads everywhere (default 1)")
+    p.add_argument("--sweep-num-envs", default=None,
+                   help=f"num_envs points of the num_envs sweep (default {DEFAULT_SWEEP_N}; quick {QUICK_SWEEP_N})")
+    p.add_argument("--sweep-workers", default=None, help="worker counts of the workers sweep (default 1..cores)")
+    p.add_argument("--sweep-workers-num-envs", type=int, default=None,
+                   help="num_envs of the workers sweep (default: --num-envs)")
+    p.add_argument("--envs", default=None, help="env ids of the all-envs table (default: every kernel)")
+    p.add_argument("--list", action="store_true", help="list rungs and sections, then exit")
+    p.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; measure nothing")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
+    return p
+
+
+def _split(text: str | None) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else []
+
+
+def make_settings(args: argparse.Namespace) -> tuple[Any, list[str], list[str], list[str], list[str]]:
+    """``(settings, sections, rungs, problems, fatal)``: problems are reported and skipped,
+    fatal ones stop the run before anything is measured."""
+    from bench.common import Settings, parse_int_list
+    from bench.envs import kernel_ids
+    from bench.ladder import RUNGS, resolve
+    from bench.sweeps import impossible_workers
+
+    problems: list[str] = []
+    fatal: list[str] = []
+    cores = os.cpu_count() or 1
+    quick = args.quick
+    s = Settings(quick=quick, cores=cores)
+    if quick:
+        s.repeats, s.min_time = 5, 0.05
+        s.table_n, s.sync_sweep_max = 1024, 256
+        s.train_iters, s.solve_seeds, s.solve_cap_s, s.sb3_sps_iters = 5, 1, 15.0, 20
+    else:
+        s.repeats, s.min_time = 7, 0.3
+        s.table_n, s.sync_sweep_max = 4096, 1024
+        s.train_iters, s.solve_seeds, s.solve_cap_s, s.sb3_sps_iters = 7, 3, None, 28
+
+    if args.num_envs < 1:
+        fatal.append(f"--num-envs must be >= 1, got {args.num_envs}")
+    s.num_envs = max(1, args.num_envs)
+    if args.workers is not None and args.workers < 1:
+        fatal.append(f"--workers must be >= 1, got {args.workers}")
+    s.workers = args.workers if args.workers and args.workers >= 1 else min(2, cores)
+    if args.torch_threads < 1:
+        fatal.append(f"--torch-threads must be >= 1, got {args.torch_threads}")
+    s.torch_threads = max(1, args.torch_threads)
+    if s.workers > s.num_envs:
+        problems.append(f"--workers {s.workers} > --num-envs {s.num_envs}: each worker needs at least one env; "
+                        "R4-R8b are skipped")
+
+    # sections and rungs
+    sections = list(SECTIONS)
+    if args.only is not None:
+        asked = [x.lower() for x in _split(args.only)]
+        unknown = [x for x in asked if x not in SECTIONS]
+        if unknown:
+            problems.append(f"unknown section(s) {', '.join(repr(x) for x in unknown)}; valid sections: "
+                            f"{', '.join(SECTIONS)}")
+        sections = [x for x in SECTIONS if x in asked]
+    rungs = list(RUNGS)
+    if args.rungs is not None:
+        rungs, unknown = resolve(_split(args.rungs))
+        if unknown:
+            problems.append(f"unknown rung(s) {', '.join(repr(x) for x in unknown)}; valid rungs: {', '.join(RUNGS)}")
+        if args.only is None and not rungs:
+            sections = []
+        elif args.only is None:
+            sections = ["ladder"]  # --rungs alone: just those rungs
+    if "ladder" not in sections:
+        rungs = []
+
+    # sweeps
+    try:
+        s.sweep_num_envs = parse_int_list(args.sweep_num_envs or (QUICK_SWEEP_N if quick else DEFAULT_SWEEP_N),
+                                          "--sweep-num-envs")
+    except ValueError as err:
+        fatal.append(str(err))
+    try:
+        s.sweep_workers = (parse_int_list(args.sweep_workers, "--sweep-workers") if args.sweep_workers
+                           else list(range(1, cores + 1)))
+    except ValueError as err:
+        fatal.append(str(err))
+    s.sweep_workers_n = args.sweep_workers_num_envs if args.sweep_workers_num_envs is not None else s.num_envs
+    if s.sweep_workers_n < 1:
+        fatal.append(f"--sweep-workers-num-envs must be >= 1, got {s.sweep_workers_n}")
+    if "sweeps" in sections:
+        for msg in impossible_workers(s.sweep_workers, s.sweep_workers_n):
+            problems.append(f"workers sweep: {msg}; that point is skipped")
+        over = [w for w in s.sweep_workers if w > cores]
+        if over:
+            problems.append(f"workers sweep: {over} > {cores} cores: those points oversubscribe the CPU "
+                            "(measured anyway)")
+
+    # env table
+    valid_envs = kernel_ids()
+    if args.envs is not None:
+        asked = _split(args.envs)
+        unknown = [e for e in asked if e not in valid_envs]
+        if unknown:
+            problems.append(f"unknown env id(s) {', '.join(repr(e) for e in unknown)}; valid: {', '.join(valid_envs)}")
+        s.table_envs = [e for e in asked if e in valid_envs]
+        if not s.table_envs and "envs" in sections:
+            sections.remove("envs")
+    else:
+        s.table_envs = valid_envs
+    return s, sections, rungs, problems, fatal
+
+
+Task = tuple[tuple, str, Callable[[], Any]]
+
+
+def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
+    """Every measurement of the run, in order: ``(result key, label, fn)``."""
+    from bench import basics, ladder, peers, sweeps, training
+
+    s = ctx.settings
+    tasks: list[Task] = []
+    if "ladder" in sections:
+        for name in rungs:
+            tasks.append((("ladder", name), f"{name}: {ladder.RUNGS[name].title}",
+                          (lambda n=name: ladder.run(ctx, n))))
+    if "peers" in sections:
+        # the fastsample rows the peers are compared with (free when the ladder measured them)
+        for name in ("R2", "R3", "R4", "R5"):
+            if name not in rungs:
+                tasks.append((("ladder", name), f"{name} (for the peers table): {ladder.RUNGS[name].title}",
+                              (lambda n=name: ladder.run(ctx, n))))
+        tasks += [
+            (("peers", "envpool_sync"), "peer: envpool sync", lambda: peers.envpool_sync(ctx)),
+            (("peers", "envpool_async"), "peer: envpool async", lambda: peers.envpool_async(ctx)),
+            (("peers", "py_sync"), f"peer: SyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_sync(ctx)),
+            (("peers", "py_async"), f"peer: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
+            (("peers", "py_process"), f"peer: ProcessVectorEnv, {s.small_n} Python envs",
+             lambda: peers.python_process(ctx)),
+            (("peers", "sb3_dummy"), f"peer: SB3 DummyVecEnv, {s.small_n} envs", lambda: peers.sb3_dummy(ctx)),
+            (("peers", "sb3_subproc"), f"peer: SB3 SubprocVecEnv, {s.small_n} envs", lambda: peers.sb3_subproc(ctx)),
+            (("peers", "fs_ppo_zoo"), "peer: fastsample PPO SPS (rl-zoo hyperparameters)",
+             lambda: training.fastsample_rl_zoo_sps(ctx)),
+            (("peers", "sb3_ppo"), "peer: SB3 PPO SPS (rl-zoo hyperparameters)", lambda: training.sb3_ppo_sps(ctx)),
+        ]
+    if "basics" in sections:
+        tasks += [(tuple(key.split(".")), label, fn) for key, label, fn in basics.tasks(ctx)]
+    if "envs" in sections:
+        for env_id in s.table_envs:
+            tasks.append((("envs", env_id), f"envs: {env_id}", (lambda e=env_id: sweeps.env_table_row(ctx, e))))
+    if "sweeps" in sections:
+        for series in sweeps.num_envs_series(ctx):
+            for n in s.sweep_num_envs:
+                tasks.append((("sweep_envs", series, n), f"sweep: {series}, num_envs={n}",
+                              (lambda a=series, b=n: sweeps.sweep_point(ctx, a, b))))
+        for series in ("fastsample", "envpool"):
+            for w in [0, *s.sweep_workers]:
+                if series == "envpool" and w == 0:
+                    continue
+                tasks.append((("sweep_workers", series, w), f"sweep: {series}, {w} workers",
+                              (lambda a=series, b=w: sweeps.workers_point(ctx, a, b))))
+    if "compile" in sections:
+        from bench.envs import compile_times, kernel_ids
+
+        tasks.append((("compile",), "Numba compile time (fresh processes)", lambda: compile_times(kernel_ids())))
+    if "solve" in sections:
+        missing = training.trainer_missing()
+        for seed in range(1, s.solve_seeds + 1):
+            tasks.append((("solve", "fastsample", seed), f"solve: fastsample preset, seed {seed}",
+                          (lambda sd=seed: {"status": missing} if missing else training.fastsample_solve(ctx, sd))))
+        cap = s.solve_cap_s  # --quick: the rl-zoo runs are capped
+        tasks.append((("solve", "fastsample_zoo", 1), "solve: fastsample, rl-zoo hyperparameters"
+                      + (f" (capped at {cap:g} s)" if cap else ""),
+                      lambda: {"status": missing} if missing else training.fastsample_solve(ctx, 1, preset=False,
+                                                                                             max_seconds=cap)))
+        sb3_reason = training.sb3_missing()
+        tasks.append((("solve", "sb3", 1), "solve: SB3 PPO, rl-zoo hyperparameters (up to 1e5 steps"
+                      + (f", capped at {cap:g} s)" if cap else ")"),
+                      lambda: {"status": sb3_reason} if sb3_reason else training.sb3_solve(ctx, 1, max_seconds=cap)))
+    return tasks
+
+
+def describe(value: Any) -> str:
+    from bench.common import Measurement, fmt_rate
+
+    if isinstance(value, Measurement):
+        if not value.ok:
+            return value.status
+        text = f"{fmt_rate(value.median)} {value.unit} (min {fmt_rate(value.low)}, max {fmt_rate(value.high)})"
+        shares = value.shares()
+        if shares:
+            text += " [" + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()) + "]"
+        return text
+    if isinstance(value, dict) and "status" in value:
+        return value["status"]
+    if isinstance(value, dict) and "solved" in value:
+        return (f"solved in {value['solved_at_s']:.1f} s ({value['solved_at_steps']:,} steps)" if value["solved"]
+                else f"not solved in {value['steps']:,} steps")
+    if isinstance(value, dict) and "fastsample" in value:
+        return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: " + ", ".join(f"{e}={t:.2f}s" for e, t in row.items()) for k, row in value.items())
+    return str(value)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter runs (about a minute)")
-    parser.add_argument("--output", default=str(ROOT / "RESULTS.md"), help="where to write the report")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
-    repeats, min_time = (5, 0.1) if args.quick else (7, 0.4)
-    big_n = 4096
+    from bench.ladder import RUNGS
 
-    def say(msg: str) -> None:
-        print(msg, flush=True)
+    if args.list:
+        print("rungs:")
+        for r in RUNGS.values():
+            print(f"  {r.name:4s} {r.title}" + (f"  (vs {r.vs}: {r.adds})" if r.vs else f"  ({r.adds})"))
+        print("sections (--only):")
+        for k, v in SECTIONS.items():
+            print(f"  {k:8s} {v}")
+        return 0
+    settings, sections, rungs, problems, fatal = make_settings(args)
+    for p in fatal:
+        print(f"python -m bench: error: {p}", file=sys.stderr)
+    if fatal:
+        return 2
+    for p in problems:
+        print(f"python -m bench: warning: {p}", file=sys.stderr)
+    from bench.common import Ctx, Progress
 
-    lines: list[str] = []
+    ctx = Ctx(settings)
+    tasks = plan(ctx, sections, rungs)
+    if not tasks:
+        print("python -m bench: error: nothing to run" + (" (see the messages above)" if problems else ""),
+              file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"plan: {len(tasks)} measurements in sections {', '.join(sections)}"
+              + (f"; rungs {', '.join(rungs)}" if rungs else ""))
+        for _, label, _ in tasks:
+            print(f"  {label}")
+        return 0
+
+    from bench.common import machine_facts
+
+    output = Path(args.output).resolve()
+    plots_dir = Path(args.plots_dir).resolve() if args.plots_dir else (
+        ROOT / "bench" if output == (ROOT / "RESULTS.md").resolve() else output.parent)
     facts = machine_facts()
-    say("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    progress = Progress(len(tasks), enabled=not args.no_progress)
+    ctx.progress = progress
+    progress.say("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    progress.say(f"{len(tasks)} measurements, {'quick' if settings.quick else 'full'} run: "
+                 f"{settings.repeats} repeats of >= {settings.min_time:g} s; torch threads {settings.torch_threads}")
+    from bench.common import missing
 
-    say(f"[1/4] CartPole-v1, one core, num_envs={big_n}")
-    big = envs.cartpole_large_batch(big_n, repeats=repeats, min_time=min_time)
-    for m in big:
-        say(f"  {m.name}: {fmt_rate(m.median)} steps/s")
-    say("[2/4] step() overhead at num_envs=1")
-    small = envs.step_overhead(repeats=repeats, min_time=min_time)
-    for m in small:
-        say(f"  {m.name}: {1e6 / m.median:.2f} us/step")
-    say(f"[3/4] all classic-control envs: fastsample num_envs={big_n} vs gymnasium SyncVectorEnv num_envs=16")
-    table = envs.all_envs(big_n, 16, repeats=repeats, min_time=min_time)
-    for env_id, ours, ref in table:
-        say(f"  {env_id}: {fmt_rate(ours.median)} vs {fmt_rate(ref.median)} steps/s ({ours.median / ref.median:.0f}x)")
-    say("[4/4] Numba compile time, fresh process")
-    compile_s = envs.compile_times()
-    for label, row in compile_s.items():
-        say(f"  {label}: " + ", ".join(f"{k}={v:.2f}s" for k, v in row.items()))
+    results: dict[tuple, Any] = {}
+    t_start = time.perf_counter()
+    try:
+        for key, label, fn in tasks:
+            progress.start(label)
+            t0 = time.perf_counter()
+            try:
+                value = fn()
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # one failing row must not stop the others
+                value = missing(label, f"failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                progress.say("".join(traceback.format_exception(err)).rstrip())
+            results[key] = value
+            progress.say(f"{label}: {describe(value)}  ({time.perf_counter() - t0:.1f} s)")
+            progress.advance()
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted: RESULTS.md not written", file=sys.stderr)
+        return 130
+    progress.close()
+    elapsed = time.perf_counter() - t_start
+    from bench.report import Report
 
-    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    cmd = "python -m bench" + (" --quick" if args.quick else "")
-    lines += [
-        "# fastsample results",
-        "",
-        f"Generated by `{cmd}` on {now} (commit {facts['commit']}). Do not edit by hand: rerun the command.",
-        "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in facts.items() if k != "commit"],
-        "",
-        f"Every number is the median of {repeats} repeats (min and max beside it), steps/s = env transitions",
-        "per second, measured in this run on this machine. Warm-up (Numba compile, first reset) is excluded.",
-        "Actions are drawn before timing (a pool of 64 batches, cycled).",
-        "",
-        f"## CartPole-v1 on one core, num_envs={big_n}",
-        "",
-        "| implementation | steps/s (median) | min | max | vs gymnasium numpy | note |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    base = big[-1].median
-    for m in big:
-        lines.append(f"| {m.name} | {fmt_rate(m.median)} | {fmt_rate(m.low)} | {fmt_rate(m.high)} | {m.median / base:.2f}x | {m.note} |")
-    lines += [
-        "",
-        "fastsample's kernel is the exact float64 dynamics (bit-identical to gymnasium's `CartPoleEnv` under",
-        "the same seeds); `sin`/`cos` (one libm `sincos` call per env) dominate its time.",
-        "",
-        "## step() call overhead at num_envs=1",
-        "",
-        "| implementation | us per step (median) | steps/s |",
-        "|---|---:|---:|",
-    ]
-    for m in small:
-        lines.append(f"| {m.name} | {1e6 / m.median:.2f} | {fmt_rate(m.median)} |")
-    lines += [
-        "",
-        f"## All classic-control envs: fastsample (num_envs={big_n}, one core) vs gymnasium SyncVectorEnv (num_envs=16)",
-        "",
-        "| env | fastsample steps/s | min | max | SyncVectorEnv steps/s | speed-up |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for env_id, ours, ref in table:
-        lines.append(f"| {env_id} | {fmt_rate(ours.median)} | {fmt_rate(ours.low)} | {fmt_rate(ours.high)} | {fmt_rate(ref.median)} | {ours.median / ref.median:.0f}x |")
-    lines += [
-        "",
-        "## Numba compile time (first use in a fresh process: make_vec + reset + step)",
-        "",
-        "| cache | import fastsample | " + " | ".join(envs.CLASSIC) + " |",
-        "|---|" + "---:|" * (len(envs.CLASSIC) + 1),
-    ]
-    for label, row in compile_s.items():
-        lines.append(f"| {label} | {row['import_s']:.2f} s | " + " | ".join(f"{row[e]:.2f} s" for e in envs.CLASSIC) + " |")
-    lines += ["", "Kernels are compiled with `cache=True`: the second process loads them from the cache.", ""]
-    Path(args.output).write_text("\n".join(lines))
-    say(f"wrote {args.output}")
+    command = "python -m bench" + ("" if not argv else " " + shlex.join(argv))
+    report = Report(results, settings, facts, command=command, date=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                    elapsed_s=elapsed, output=output, plots_dir=plots_dir, sections=sections,
+                    all_sections=list(SECTIONS), problems=problems)
+    output.write_text(report.render())
+    print(f"wrote {output} ({elapsed / 60:.1f} min)" + (f"; plots in {plots_dir}" if report.plot_notes == [] else ""))
+    for p in problems:
+        print(f"python -m bench: warning: {p}", file=sys.stderr)
     return 0
 
 

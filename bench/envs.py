@@ -1,4 +1,5 @@
-"""Environment throughput: fastsample's kernels against gymnasium, measured in one run."""
+"""Env-throughput helpers shared by the ladder, the peers and the sweeps, and the Numba
+compile-time probe."""
 
 from __future__ import annotations
 
@@ -9,81 +10,62 @@ import sys
 import tempfile
 
 import gymnasium as gym
-import numpy as np
 
-import fastsample
 from bench.common import Measurement, measure_rate
 
 CLASSIC = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1")
+POOL = 64  # pre-drawn action batches, cycled
 
 
-def action_pool(space: gym.Space, size: int = 64, seed: int = 0) -> list:
+def action_pool(space: gym.Space, size: int = POOL, seed: int = 0) -> list:
     """Pre-drawn batched actions, so drawing actions is not part of what is timed."""
     space.seed(seed)
     return [space.sample() for _ in range(size)]
 
 
-def vector_rate(name: str, env, num_envs: int, *, repeats: int, min_time: float, note: str = "") -> Measurement:
-    env.reset(seed=0)
-    pool = action_pool(env.action_space)
-    step = env.step
+def vector_rate(name: str, env, num_envs: int, *, repeats: int, min_time: float, note: str = "",
+                close: bool = True, pool: list | None = None) -> Measurement:
+    """steps/s of ``env.step`` (a gymnasium-style vector env) with pre-drawn actions."""
+    try:
+        env.reset(seed=0)
+        if pool is None:
+            pool = action_pool(env.action_space)
+        step = env.step
 
-    def run(k: int) -> None:
-        for j in range(k):
-            step(pool[j & 63])
+        def run(k: int) -> None:
+            for j in range(k):
+                step(pool[j % POOL])
 
-    return measure_rate(name, run, num_envs, repeats=repeats, min_time=min_time, note=note)
+        return measure_rate(name, run, num_envs, repeats=repeats, min_time=min_time, note=note)
+    finally:
+        if close:
+            env.close()
 
 
-def single_env_rate(env_id: str, *, repeats: int, min_time: float) -> Measurement:
-    """Plain gymnasium env, Python loop, reset when done (the pure-Python baseline)."""
+def single_env_rate(env_id: str, *, repeats: int, min_time: float, name: str | None = None,
+                    note: str = "") -> Measurement:
+    """Plain gymnasium env (``gym.make``), Python loop, reset when done (the pure-Python baseline)."""
     env = gym.make(env_id)
     env.reset(seed=0)
     env.action_space.seed(0)
-    pool = [env.action_space.sample() for _ in range(64)]
+    pool = [env.action_space.sample() for _ in range(POOL)]
 
     def run(k: int) -> None:
         for j in range(k):
-            _, _, term, trunc, _ = env.step(pool[j & 63])
+            _, _, term, trunc, _ = env.step(pool[j % POOL])
             if term or trunc:
                 env.reset()
 
-    return measure_rate(f"gymnasium {env_id} single env", run, 1, repeats=repeats, min_time=min_time)
+    try:
+        return measure_rate(name or f"gymnasium {env_id} single env", run, 1, repeats=repeats,
+                            min_time=min_time, note=note)
+    finally:
+        env.close()
 
 
-def cartpole_large_batch(num_envs: int, *, repeats: int, min_time: float) -> list[Measurement]:
-    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
-
-    return [
-        vector_rate("fastsample CartPole-v1", fastsample.make_vec("CartPole-v1", num_envs), num_envs,
-                    repeats=repeats, min_time=min_time, note="fresh arrays returned (copy=True, default)"),
-        vector_rate("fastsample CartPole-v1 (copy=False)", fastsample.make_vec("CartPole-v1", num_envs, copy=False),
-                    num_envs, repeats=repeats, min_time=min_time, note="zero-copy views"),
-        vector_rate("gymnasium CartPoleVectorEnv (numpy)", CartPoleVectorEnv(num_envs), num_envs,
-                    repeats=repeats, min_time=min_time, note="gymnasium's own vectorised CartPole"),
-    ]
-
-
-def step_overhead(*, repeats: int, min_time: float) -> list[Measurement]:
-    return [
-        vector_rate("fastsample CartPole-v1, num_envs=1", fastsample.make_vec("CartPole-v1", 1), 1,
-                    repeats=repeats, min_time=min_time),
-        single_env_rate("CartPole-v1", repeats=repeats, min_time=min_time),
-        vector_rate("gymnasium SyncVectorEnv, num_envs=1", gym.make_vec("CartPole-v1", 1, vectorization_mode="sync"), 1,
-                    repeats=repeats, min_time=min_time),
-    ]
-
-
-def all_envs(num_envs: int, sync_envs: int, *, repeats: int, min_time: float, env_ids=CLASSIC) -> list[tuple[str, Measurement, Measurement]]:
-    rows = []
-    for env_id in env_ids:
-        ours = vector_rate(f"fastsample {env_id}", fastsample.make_vec(env_id, num_envs), num_envs,
-                           repeats=repeats, min_time=min_time)
-        ref = vector_rate(f"gymnasium SyncVectorEnv {env_id}",
-                          gym.make_vec(env_id, sync_envs, vectorization_mode="sync"), sync_envs,
-                          repeats=repeats, min_time=min_time)
-        rows.append((env_id, ours, ref))
-    return rows
+def sync_vector_env(env_id: str, num_envs: int):
+    """gymnasium's SyncVectorEnv of ``gym.make(env_id)`` (copy=True, NEXT_STEP autoreset)."""
+    return gym.make_vec(env_id, num_envs, vectorization_mode="sync")
 
 
 _COMPILE_PROBE = r"""
@@ -113,3 +95,32 @@ def compile_times(env_ids=CLASSIC) -> dict[str, dict[str, float]]:
                                   capture_output=True, text=True, check=True)
             results[label] = json.loads(proc.stdout)
     return results
+
+
+def kernel_ids() -> list[str]:
+    """Every registered kernel except the tutorial example (GridWorld)."""
+    import envs_numba
+
+    return [k for k in envs_numba.KERNELS if k != "GridWorld-v0"]
+
+
+def gym_reference(env_id: str) -> str | None:
+    """The gymnasium id of ``env_id``'s reference env, when gymnasium has one registered."""
+    import fastsample  # noqa: F401  (registers fastsample/<Id>, which we must not pick)
+
+    if env_id.startswith("MinAtar/") and env_id not in gym.registry:
+        try:  # the reference package registers MinAtar/<Game>-v0/-v1 on request
+            from minatar.gym import register_envs
+
+            register_envs()
+        except Exception:
+            pass
+    return env_id if env_id in gym.registry else None
+
+
+def quiet_gym_warnings() -> None:
+    """envpool builds float64 Box bounds, which makes gymnasium warn on every make."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)

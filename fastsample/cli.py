@@ -38,12 +38,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    try:
-        from bench.__main__ import main as bench_main
-    except ImportError:
+    """``python -m bench`` with the same arguments. bench/ lives in the repository, not in the
+    installed package: look for it in the current directory, then next to this package."""
+    from pathlib import Path
+
+    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (root / "bench" / "__main__.py").is_file():
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            break
+    else:
         print("fastsample bench runs from a checkout of the repository (it needs the bench/ folder): "
               "cd into it and run `python -m bench`", file=sys.stderr)
         return 2
+    from bench.__main__ import main as bench_main
+
     return bench_main(args.bench_args)
 
 
@@ -135,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--num-envs", type=int, default=4096, help="envs per task (default 4096)")
     demo.add_argument("--seconds", type=float, default=1.0, help="how long to step each task (default 1)")
     demo.set_defaults(func=_demo)
-    bench = sub.add_parser("bench", help="run the benchmark suite and rewrite RESULTS.md (python -m bench)")
+    # prefix_chars="+": every argument after "bench" (--quick, --rungs, -h...) goes to python -m bench
+    bench = sub.add_parser("bench", help="run the benchmark ladder and rewrite RESULTS.md (python -m bench; "
+                                         "fastsample bench --help for its options)", prefix_chars="+", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for python -m bench")
     bench.set_defaults(func=_bench)
     train = sub.add_parser("train", help="train PPO (e.g. fastsample train --env CartPole-v1)",

@@ -1,0 +1,88 @@
+"""The measurements RESULTS.md has always had, and the worker engine's.
+
+* CartPole-v1 at num_envs=4096 on one core: fastsample (copy=True / copy=False) against
+  gymnasium's NumPy ``CartPoleVectorEnv``;
+* ``step()`` overhead at num_envs=1 against a plain gymnasium env and ``SyncVectorEnv``;
+* engine: Numba CartPole with worker processes against one in-process core; ProcessVectorEnv
+  against AsyncVectorEnv and SyncVectorEnv on the same pure-Python envs; the round-trip
+  latency of one synchronous step through the engine.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from bench import peers
+from bench.common import Measurement
+from bench.envs import single_env_rate, sync_vector_env, vector_rate
+
+ENV_ID = "CartPole-v1"
+HEADLINE_N = 4096
+ENGINE_N = 8192
+
+
+def cartpole_vector(ctx, n: int, name: str) -> Measurement:
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    s = ctx.settings
+    return ctx.cached(("cartpole-vector", n), name, lambda: vector_rate(
+        name, CartPoleVectorEnv(num_envs=n), n, repeats=s.repeats, min_time=s.min_time))
+
+
+def single_env(ctx, name: str) -> Measurement:
+    s = ctx.settings
+    return ctx.cached(("single", ENV_ID), name, lambda: single_env_rate(
+        ENV_ID, repeats=s.repeats, min_time=s.min_time, name=name,
+        note="gym.make (TimeLimit, OrderEnforcing, PassiveEnvChecker); reset when done"))
+
+
+def sync_vector(ctx, n: int, name: str) -> Measurement:
+    s = ctx.settings
+    return ctx.cached(("sync-vector", ENV_ID, n), name, lambda: vector_rate(
+        name, sync_vector_env(ENV_ID, n), n, repeats=s.repeats, min_time=s.min_time))
+
+
+def async_vector_latency(ctx, name: str) -> Measurement:
+    """gymnasium AsyncVectorEnv with one env (one worker process), for the latency table."""
+    s = ctx.settings
+
+    def make() -> Measurement:
+        env = gym.vector.AsyncVectorEnv([lambda: gym.make(ENV_ID)])
+        return vector_rate(name, env, 1, repeats=s.repeats, min_time=s.min_time)
+
+    return ctx.cached(("py-async", 1), name, make)
+
+
+def tasks(ctx) -> list[tuple[str, str, object]]:
+    """``(key, label, fn)`` for every measurement of this section, in run order."""
+    s = ctx.settings
+    w = s.workers
+    return [
+        ("headline.fs", f"fastsample CartPole N={HEADLINE_N}",
+         lambda: ctx.fastsample_rate("fastsample CartPole-v1", HEADLINE_N, 0)),
+        ("headline.fs_nocopy", f"fastsample CartPole N={HEADLINE_N} copy=False",
+         lambda: ctx.fastsample_rate("fastsample CartPole-v1 (copy=False)", HEADLINE_N, 0, copy=False)),
+        ("headline.gym", f"gymnasium CartPoleVectorEnv N={HEADLINE_N}",
+         lambda: cartpole_vector(ctx, HEADLINE_N, "gymnasium CartPoleVectorEnv (NumPy)")),
+        ("overhead.fs", "step() overhead: fastsample N=1",
+         lambda: ctx.fastsample_rate("fastsample CartPole-v1, num_envs=1", 1, 0)),
+        ("overhead.single", "step() overhead: gymnasium single env",
+         lambda: single_env(ctx, "gymnasium CartPole-v1 single env (gym.make)")),
+        ("overhead.sync", "step() overhead: SyncVectorEnv N=1",
+         lambda: sync_vector(ctx, 1, "gymnasium SyncVectorEnv, num_envs=1")),
+        ("engine.inproc", f"engine: fastsample N={ENGINE_N} in-process",
+         lambda: ctx.fastsample_rate(f"fastsample N={ENGINE_N}, in-process (one core)", ENGINE_N, 0)),
+        ("engine.workers", f"engine: fastsample N={ENGINE_N} {w} workers",
+         lambda: ctx.fastsample_rate(f"fastsample N={ENGINE_N}, {w} workers", ENGINE_N, w)),
+        ("engine.latency1", "engine latency: N=1, 1 worker",
+         lambda: ctx.fastsample_rate("fastsample num_envs=1, 1 worker", 1, 1)),
+        ("engine.latency16", f"engine latency: N=16, {min(w, 16)} workers",
+         lambda: ctx.fastsample_rate(f"fastsample num_envs=16, {min(w, 16)} workers", 16, min(w, 16))),
+        ("engine.latency_inproc", "engine latency: N=1 in-process",
+         lambda: ctx.fastsample_rate("fastsample num_envs=1, in-process", 1, 0)),
+        ("engine.latency_async", "engine latency: AsyncVectorEnv N=1",
+         lambda: async_vector_latency(ctx, "gymnasium AsyncVectorEnv, num_envs=1")),
+        ("engine.py_process", f"engine: ProcessVectorEnv, {s.small_n} Python envs", lambda: peers.python_process(ctx)),
+        ("engine.py_async", f"engine: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
+        ("engine.py_sync", f"engine: SyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_sync(ctx)),
+    ]
