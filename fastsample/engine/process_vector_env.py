@@ -168,6 +168,7 @@ class ProcessVectorEnv(VectorEnv):
         *,
         batch_size: int | None = None,
         pin_workers: bool = False,
+        _inline_first: bool = False,
         _sub_factory: Callable[[int, int], Callable[[], VectorEnv]] | None = None,
         _dummy: VectorEnv | None = None,
     ):
@@ -239,10 +240,18 @@ class ProcessVectorEnv(VectorEnv):
         self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
         self._checker = ActionBuffer(self.single_action_space, num_envs,
                                      self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
+        # Slice 0 may be served by this process itself (``_inline_first``, fastsample kernels with
+        # synchronous steps): it steps while the workers step theirs, so K slices use K cores
+        # with K-1 worker processes and no core is spent waiting. Remote slices come first in
+        # ``_order`` so they are signalled before the inline slice runs.
+        self._local: W.SliceServer | None = None
+        self._order = list(range(1, num_workers)) + [0] if _inline_first else list(range(num_workers))
         self._processes: list[Any] = []
+        self._proc_of: dict[int, Any] = {}
         self._cmd_fds: list[int] = []
         self._done_fds: list[int] = []
-        self._conns: list[Any] = []
+        self._conns: dict[int, Any] = {}
+        self._cmd_fd_of: dict[int, int] = {}
         self._poll = select.poll()
         self._fd_owner: dict[int, tuple[str, int]] = {}
         self._in_flight: dict[int, str] = {}  # worker -> what it is doing
@@ -257,12 +266,15 @@ class ProcessVectorEnv(VectorEnv):
         self._closed_workers = False
         try:
             for w, (lo, hi) in enumerate(self._bounds):
+                if w == 0 and _inline_first:
+                    continue
                 cmd_fd = os.eventfd(0, os.EFD_CLOEXEC)
                 done_fd = os.eventfd(0, os.EFD_CLOEXEC)
                 parent_conn, child_conn = ctx.Pipe()
                 self._cmd_fds.append(cmd_fd)
                 self._done_fds.append(done_fd)
-                self._conns.append(parent_conn)
+                self._cmd_fd_of[w] = cmd_fd
+                self._conns[w] = parent_conn
                 proc = ctx.Process(
                     target=W.worker_main,
                     name=f"fastsample-worker-{w}",
@@ -273,12 +285,16 @@ class ProcessVectorEnv(VectorEnv):
                 proc.start()
                 child_conn.close()
                 self._processes.append(proc)
+                self._proc_of[w] = proc
                 self._poll.register(done_fd, select.POLLIN)
                 self._poll.register(proc.sentinel, select.POLLIN)
                 self._fd_owner[done_fd] = ("done", w)
                 self._fd_owner[proc.sentinel] = ("died", w)
                 self._in_flight[w] = "start"
-            self._collect(list(range(num_workers)), timeout=120.0)
+            if _inline_first:
+                lo, hi = self._bounds[0]
+                self._local = W.SliceServer(sub_factory(lo, hi)(), self._shared.views(lo, hi), self.shared_memory)
+            self._collect([w for w in range(num_workers) if w in self._in_flight], timeout=120.0)
         except BaseException:
             self.close(terminate=True)
             raise
@@ -286,13 +302,22 @@ class ProcessVectorEnv(VectorEnv):
     # -- worker exchanges ----------------------------------------------------------------
 
     def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
+        if w == 0 and self._local is not None:  # the inline slice: do it now, result ready
+            try:
+                if code == W.CMD_STEP:
+                    self._ready[0] = self._local.step()
+                else:
+                    self._ready[0] = self._local.message(*message)
+            except Exception as exc:
+                self._ready[0] = (W.REPLY_ERROR, W.describe_error(exc))
+            return
         if message is None:
-            os.eventfd_write(self._cmd_fds[w], code)
+            os.eventfd_write(self._cmd_fd_of[w], code)
         else:
             data = ForkingPickler.dumps(message)  # an unpicklable message raises before signalling
             # wake the worker first: it reads the pipe while we fill it, so a message larger
             # than the pipe buffer cannot deadlock
-            os.eventfd_write(self._cmd_fds[w], code)
+            os.eventfd_write(self._cmd_fd_of[w], code)
             self._conns[w].send_bytes(data)
         self._in_flight[w] = what
 
@@ -315,11 +340,11 @@ class ProcessVectorEnv(VectorEnv):
             self._poll.unregister(fd)
             if self._broken is None and not self._closed_workers:
                 lo, hi = self._bounds[w]
-                self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(self._processes[w].exitcode)})"
+                self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(self._proc_of[w].exitcode)})"
         return got
 
     def _raise_died(self, w: int) -> None:
-        proc = self._processes[w]
+        proc = self._proc_of[w]
         proc.join(timeout=1.0)
         lo, hi = self._bounds[w]
         self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(proc.exitcode)})"
@@ -429,6 +454,7 @@ class ProcessVectorEnv(VectorEnv):
                     continue
                 sub_options["reset_mask"] = mask[lo:hi].copy()
             targets.append((w, seed_slices[w], sub_options or None))
+        targets.sort(key=lambda t: self._order.index(t[0]))
         for w, seeds, sub_options in targets:
             self._send(w, W.CMD_MESSAGE, ("reset", (seeds, sub_options)), what="reset")
         self._reset_targets = [w for w, _, _ in targets]
@@ -455,10 +481,11 @@ class ProcessVectorEnv(VectorEnv):
         if self._arrays_for_actions:
             if loaded is not self._views.actions:
                 np.copyto(self._views.actions, loaded, casting="unsafe")
-            for w in range(self.num_workers):
+            for w in self._order:
                 self._send(w, W.CMD_STEP)
         else:
-            for w, (lo, hi) in enumerate(self._bounds):
+            for w in self._order:
+                lo, hi = self._bounds[w]
                 self._send(w, W.CMD_MESSAGE, ("step", _slice_actions(self.action_space, actions, lo, hi)))
         self._state = _State.WAITING_STEP
 
@@ -503,7 +530,7 @@ class ProcessVectorEnv(VectorEnv):
         loaded = sub_checker.load(actions)
         order = np.argsort(ids, kind="stable")
         self._views.actions[ids[order]] = loaded[order]
-        for w in workers:
+        for w in sorted(workers, key=self._order.index):
             self._send(w, W.CMD_STEP)
 
     def recv(self, timeout: float | None = None):
@@ -569,7 +596,7 @@ class ProcessVectorEnv(VectorEnv):
 
     def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
         self._assert_idle("call_async")
-        for w in range(self.num_workers):
+        for w in self._order:
             self._send(w, W.CMD_MESSAGE, ("call", (name, args, kwargs)), what="call")
         self._state = _State.WAITING_CALL
 
@@ -614,7 +641,7 @@ class ProcessVectorEnv(VectorEnv):
         local: dict[int, list[int]] = {}
         for w, j in targets:
             local.setdefault(w, []).append(j)
-        for w, js in local.items():
+        for w, js in sorted(local.items(), key=lambda item: self._order.index(item[0])):
             self._send(w, W.CMD_MESSAGE, ("call_envs", (fn, js)), what="call_envs")
         results = self._collect(list(local), timeout=None)
         answers = {w: iter(results[w][1]) for w in local}
@@ -628,12 +655,17 @@ class ProcessVectorEnv(VectorEnv):
 
     def _roundtrip(self, name: str, payload: Callable[[int], Any]) -> Any:
         self._assert_idle(name)
-        for w in range(self.num_workers):
+        for w in self._order:
             self._send(w, W.CMD_MESSAGE, (name, payload(w)), what=name)
         results = self._collect(list(range(self.num_workers)), timeout=None)
         if name == "set_attr":
             return None
         return tuple(x for w in range(self.num_workers) for x in results[w][1])
+
+    @property
+    def worker_pids(self) -> dict[int, int]:
+        """``{slice index: pid}`` of the worker processes (an inline slice has none)."""
+        return {w: proc.pid for w, proc in self._proc_of.items()}
 
     @property
     def np_random_seed(self) -> tuple[Any, ...]:
@@ -653,11 +685,16 @@ class ProcessVectorEnv(VectorEnv):
                     self._collect(sorted(set(self._in_flight) | set(self._ready)), timeout=timeout or 5.0)
                     self._ready.clear()
                     self._state = _State.IDLE
-                for w in range(self.num_workers):
+                for w in self._order:
                     self._send(w, W.CMD_MESSAGE, ("close", None), what="close")
                 self._collect(list(range(self.num_workers)), timeout=timeout or 5.0)
             except Exception:
                 terminate = True
+        if terminate and self._local is not None:
+            try:
+                self._local.sub.close()
+            except Exception:  # closing after a failure: the env may be in any state
+                pass
         self._finalizer.detach()
         self._finalize(self._processes, self._cmd_fds, self._done_fds, self._conns, terminate=terminate)
 
@@ -671,7 +708,7 @@ class ProcessVectorEnv(VectorEnv):
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-        for conn in conns:
+        for conn in conns.values():
             conn.close()
         for fd in (*cmd_fds, *done_fds):
             try:

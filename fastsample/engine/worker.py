@@ -55,45 +55,29 @@ def copy_into(dst: Any, src: Any) -> None:
         np.copyto(dst, src, casting="unsafe")
 
 
-def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd, conn,
-                pin_cpu: int | None, obs_in_shared_memory: bool) -> None:
-    """Entry point of worker ``index`` (envs ``lo``..``hi-1``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    _die_with_parent()
-    cmd_fd = int(cmd_fd)
-    done_fd = int(done_fd)
-    sub = None
+def describe_error(exc: BaseException) -> tuple[str, str, str, str]:
+    """What travels back for an exception: module, class name, message, traceback text."""
+    return (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc())
 
-    def reply(code: int, payload: Any = None) -> None:
-        if code == REPLY_OK:
-            os.eventfd_write(done_fd, code)
-            return
-        data = ForkingPickler.dumps(payload)  # an unpicklable result raises here, before signalling
-        # signal first, then write: the parent reads the pipe while we fill it, so a reply
-        # larger than the pipe buffer (rendered frames) cannot deadlock
-        os.eventfd_write(done_fd, code)
-        conn.send_bytes(data)
 
-    def reply_error(exc: BaseException) -> None:
-        reply(REPLY_ERROR, (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc()))
+class SliceServer:
+    """Runs the commands for one slice of envs against its sub vector env and shared views.
 
-    try:
-        if pin_cpu is not None:
-            import psutil
+    Used by worker processes, and by the parent itself for the slice it steps inline. Each
+    method returns ``(reply code, payload)`` exactly as the worker sends it back.
+    """
 
-            psutil.Process().cpu_affinity([pin_cpu])
-        views = shared.views(lo, hi)
-        sub = make_sub()
+    def __init__(self, sub, views, obs_in_shared_memory: bool):
+        self.sub = sub
+        self.views = views
+        self.obs_in_shared_memory = obs_in_shared_memory
         bind = getattr(sub, "bind_output_buffers", None)
         if bind is not None and obs_in_shared_memory:
             bind(views.obs, views.rewards, views.terminated, views.truncated)
-        reply(REPLY_OK)
-    except BaseException as exc:  # report start-up failures instead of dying silently
-        reply_error(exc)
-        return
 
-    def publish(obs, rewards=None, terminated=None, truncated=None) -> Any:
-        if obs_in_shared_memory:
+    def _publish(self, obs, rewards=None, terminated=None, truncated=None) -> Any:
+        views = self.views
+        if self.obs_in_shared_memory:
             copy_into(views.obs, obs)
             obs = None
         if rewards is None:
@@ -106,51 +90,87 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
             copy_into(views.truncated, truncated)
         return obs
 
+    def step(self, actions=None) -> tuple[int, Any]:
+        """A step with ``actions`` (default: the actions in shared memory)."""
+        obs, rewards, terminated, truncated, info = self.sub.step(self.views.actions if actions is None else actions)
+        obs = self._publish(obs, rewards, terminated, truncated)
+        if info or obs is not None or actions is not None:
+            return REPLY_MESSAGE, (obs, info)
+        return REPLY_OK, None
+
+    def message(self, name: str, payload: Any) -> tuple[int, Any]:
+        sub = self.sub
+        if name == "step":
+            return self.step(payload)
+        if name == "reset":
+            seeds, options = payload
+            obs, info = sub.reset(seed=seeds, options=options)
+            return REPLY_MESSAGE, (self._publish(obs), info)
+        if name == "call":
+            method, args, kwargs = payload
+            return REPLY_MESSAGE, tuple(sub.call(method, *args, **kwargs))
+        if name == "get_attr":
+            return REPLY_MESSAGE, tuple(sub.get_attr(payload))
+        if name == "set_attr":
+            attr, values = payload
+            sub.set_attr(attr, values)
+            return REPLY_MESSAGE, None
+        if name == "call_envs":  # fn(env) on some of this slice's env objects
+            fn, local = payload
+            envs = getattr(sub, "envs", None)
+            if envs is None:
+                raise TypeError(f"{type(sub).__name__} holds no per-env objects: call_envs needs Python envs")
+            return REPLY_MESSAGE, tuple(fn(envs[j]) for j in local)
+        if name == "render":
+            return REPLY_MESSAGE, tuple(sub.render() or ())
+        if name == "close":
+            sub.close()
+            return REPLY_MESSAGE, None
+        raise ValueError(f"unknown worker command {name!r}")
+
+
+def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd, conn,
+                pin_cpu: int | None, obs_in_shared_memory: bool) -> None:
+    """Entry point of worker ``index`` (envs ``lo``..``hi-1``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    _die_with_parent()
+    cmd_fd = int(cmd_fd)
+    done_fd = int(done_fd)
+
+    def reply(code: int, payload: Any = None) -> None:
+        if code == REPLY_OK:
+            os.eventfd_write(done_fd, code)
+            return
+        data = ForkingPickler.dumps(payload)  # an unpicklable result raises here, before signalling
+        # signal first, then write: the parent reads the pipe while we fill it, so a reply
+        # larger than the pipe buffer (rendered frames) cannot deadlock
+        os.eventfd_write(done_fd, code)
+        conn.send_bytes(data)
+
+    try:
+        if pin_cpu is not None:
+            import psutil
+
+            psutil.Process().cpu_affinity([pin_cpu])
+        server = SliceServer(make_sub(), shared.views(lo, hi), obs_in_shared_memory)
+        reply(REPLY_OK)
+    except BaseException as exc:  # report start-up failures instead of dying silently
+        reply(REPLY_ERROR, describe_error(exc))
+        return
+
     while True:
         code = os.eventfd_read(cmd_fd)
         try:
             if code == CMD_STEP:
-                obs, rewards, terminated, truncated, info = sub.step(views.actions)
-                obs = publish(obs, rewards, terminated, truncated)
-                if info or obs is not None:
-                    reply(REPLY_MESSAGE, (obs, info))
-                else:
-                    reply(REPLY_OK)
+                reply(*server.step())
                 continue
             name, payload = conn.recv()
-            if name == "step":
-                obs, rewards, terminated, truncated, info = sub.step(payload)
-                reply(REPLY_MESSAGE, (publish(obs, rewards, terminated, truncated), info))
-            elif name == "reset":
-                seeds, options = payload
-                obs, info = sub.reset(seed=seeds, options=options)
-                reply(REPLY_MESSAGE, (publish(obs), info))
-            elif name == "call":
-                method, args, kwargs = payload
-                reply(REPLY_MESSAGE, tuple(sub.call(method, *args, **kwargs)))
-            elif name == "get_attr":
-                reply(REPLY_MESSAGE, tuple(sub.get_attr(payload)))
-            elif name == "set_attr":
-                attr, values = payload
-                sub.set_attr(attr, values)
-                reply(REPLY_MESSAGE, None)
-            elif name == "call_envs":  # fn(env) on some of this worker's env objects
-                fn, local = payload
-                envs = getattr(sub, "envs", None)
-                if envs is None:
-                    raise TypeError(f"{type(sub).__name__} holds no per-env objects: call_envs needs Python envs")
-                reply(REPLY_MESSAGE, tuple(fn(envs[j]) for j in local))
-            elif name == "render":
-                reply(REPLY_MESSAGE, tuple(sub.render() or ()))
-            elif name == "close":
-                sub.close()
-                reply(REPLY_MESSAGE, None)
-                return
-            elif name == "_test_crash":  # fault injection for the test suite
+            if name == "_test_crash":  # fault injection for the test suite
                 if payload == "segfault":
                     ctypes.string_at(0)
                 os._exit(3)
-            else:
-                raise ValueError(f"unknown worker command {name!r}")
+            reply(*server.message(name, payload))
+            if name == "close":
+                return
         except Exception as exc:
-            reply_error(exc)
+            reply(REPLY_ERROR, describe_error(exc))
