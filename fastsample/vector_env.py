@@ -217,6 +217,19 @@ class NumbaVectorEnv(VectorEnv):
         if not self._has_reset:
             raise ResetNeeded("Cannot call step() before calling reset()")
         self._load_actions(actions)
+        return self._advance()
+
+    def step_bound(self):
+        """Step with the actions already in the bound action buffer (see
+        :meth:`bind_output_buffers`), which the caller has validated: the engine's parent
+        checks a whole batch once, so its slices skip a second check."""
+        self._check_open()
+        if not self._has_reset:
+            raise ResetNeeded("Cannot call step() before calling reset()")
+        self._check_disabled_resets()
+        return self._advance()
+
+    def _advance(self):
         k = self.kernel
         infos: dict[str, Any] = {}
         mode = self.autoreset_mode
@@ -277,15 +290,22 @@ class NumbaVectorEnv(VectorEnv):
             self._render_env = None
 
     def bind_output_buffers(self, obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
-                            truncated: np.ndarray) -> None:
+                            truncated: np.ndarray, actions: np.ndarray | None = None) -> None:
         """Write results straight into the given arrays (shared memory in a worker) instead
-        of private buffers. They must match the private buffers' shapes and dtypes."""
-        for name, new in (("_obs", obs), ("_rewards", rewards), ("_terminated", terminated), ("_truncated", truncated)):
+        of private buffers, and read actions from ``actions`` in :meth:`step_bound`. They must
+        match the private buffers' shapes and dtypes."""
+        pairs = [("_obs", obs), ("_rewards", rewards), ("_terminated", terminated), ("_truncated", truncated)]
+        if actions is not None:
+            pairs.append(("_actions", actions))
+        for name, new in pairs:
             old = getattr(self, name)
             if new.shape != old.shape or new.dtype != old.dtype or not new.flags.c_contiguous:
                 raise ValueError(f"{name[1:]} buffer must be C-contiguous {old.dtype}{old.shape}, got {new.dtype}{new.shape}")
-            new[...] = old
+            if name != "_actions":
+                new[...] = old
             setattr(self, name, new)
+        if actions is not None:
+            self._action_buffer = ActionBuffer(self.single_action_space, self.num_envs, actions)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -309,6 +329,9 @@ class NumbaVectorEnv(VectorEnv):
     def _load_actions(self, actions: Any) -> None:
         """Validate ``actions`` into the kernel's action buffer, or raise leaving all as is."""
         self._action_buffer.load(actions)
+        self._check_disabled_resets()
+
+    def _check_disabled_resets(self) -> None:
         if self.autoreset_mode is AutoresetMode.DISABLED and self._pending.any():
             done = np.flatnonzero(self._pending)
             raise ResetNeeded(

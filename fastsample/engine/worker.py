@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 import traceback
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -72,8 +73,11 @@ class SliceServer:
         self.views = views
         self.obs_in_shared_memory = obs_in_shared_memory
         bind = getattr(sub, "bind_output_buffers", None)
-        if bind is not None and obs_in_shared_memory:
-            bind(views.obs, views.rewards, views.terminated, views.truncated)
+        self.step_bound = None
+        if bind is not None and obs_in_shared_memory and views.actions is not None:
+            # a NumbaVectorEnv reads actions from and writes results into shared memory itself
+            bind(views.obs, views.rewards, views.terminated, views.truncated, views.actions)
+            self.step_bound = sub.step_bound
 
     def _publish(self, obs, rewards=None, terminated=None, truncated=None) -> Any:
         views = self.views
@@ -91,7 +95,11 @@ class SliceServer:
         return obs
 
     def step(self, actions=None) -> tuple[int, Any]:
-        """A step with ``actions`` (default: the actions in shared memory)."""
+        """A step with ``actions`` (default: the actions in shared memory, which the parent
+        has validated)."""
+        if actions is None and self.step_bound is not None:
+            info = self.step_bound()[4]
+            return (REPLY_MESSAGE, (None, info)) if info else (REPLY_OK, None)
         obs, rewards, terminated, truncated, info = self.sub.step(self.views.actions if actions is None else actions)
         obs = self._publish(obs, rewards, terminated, truncated)
         if info or obs is not None or actions is not None:
@@ -130,14 +138,23 @@ class SliceServer:
 
 
 def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd, conn,
-                pin_cpu: int | None, obs_in_shared_memory: bool) -> None:
-    """Entry point of worker ``index`` (envs ``lo``..``hi-1``)."""
+                pin_cpu: int | None, obs_in_shared_memory: bool, ctrl_mem, num_workers: int,
+                spin_s: float) -> None:
+    """Entry point of worker ``index`` (envs ``lo``..``hi-1``).
+
+    ``ctrl_mem`` holds the command and reply counters (see ``ProcessVectorEnv``): before
+    blocking on its command eventfd, the worker watches its command counter for ``spin_s``
+    seconds, so a command sent soon after the last reply finds it awake."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     _die_with_parent()
     cmd_fd = int(cmd_fd)
     done_fd = int(done_fd)
+    ctrl = np.frombuffer(ctrl_mem, dtype=np.int64)
+    done_slot = num_workers + index
+    commands_seen = 0
 
     def reply(code: int, payload: Any = None) -> None:
+        ctrl[done_slot] += 1
         if code == REPLY_OK:
             os.eventfd_write(done_fd, code)
             return
@@ -158,8 +175,14 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
         reply(REPLY_ERROR, describe_error(exc))
         return
 
+    clock = time.perf_counter
     while True:
-        code = os.eventfd_read(cmd_fd)
+        if spin_s:
+            deadline = clock() + spin_s
+            while ctrl[index] == commands_seen and clock() < deadline:
+                pass
+        code = os.eventfd_read(cmd_fd)  # the synchronisation point (a full barrier)
+        commands_seen += 1
         try:
             if code == CMD_STEP:
                 reply(*server.step())
