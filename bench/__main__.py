@@ -245,6 +245,11 @@ def describe(value: Any) -> str:
                 else f"not solved in {value['steps']:,} steps")
     if isinstance(value, dict) and "fastsample" in value:
         return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
+    if isinstance(value, dict) and "runs" in value:  # benchmark_training results
+        import statistics
+
+        return ", ".join(f"{key} {fmt_rate(statistics.median(r[key] for r in value['runs']))}/s"
+                         for key in ("sps", "sampler_sps", "learner_sps"))
     if isinstance(value, dict):
         return "; ".join(f"{k}: " + ", ".join(f"{e}={t:.2f}s" for e, t in row.items()) for k, row in value.items())
     return str(value)

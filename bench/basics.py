@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from bench import peers
+from bench import peers, training
 from bench.common import Measurement
 from bench.envs import single_env_rate, sync_vector_env, vector_rate
 
@@ -85,4 +85,6 @@ def tasks(ctx) -> list[tuple[str, str, object]]:
         ("engine.py_process", f"engine: ProcessVectorEnv, {s.small_n} Python envs", lambda: peers.python_process(ctx)),
         ("engine.py_async", f"engine: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
         ("engine.py_sync", f"engine: SyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_sync(ctx)),
+        ("training.ppo_large", "PPO throughput: CleanRL network, 4096 envs x 16 steps, 4 epochs",
+         lambda: training.ppo_large_batch(ctx)),
     ]

@@ -440,6 +440,27 @@ class Report:
             if rows:
                 lines += ["Round-trip latency of one synchronous `step()` (actions in, results back):", "",
                           *_table(["setup", "us per step (median)", "best", "worst"], rows), ""]
+        ppo = g("training", "ppo_large")
+        if ppo is not None:
+            lines += ["## PPO training throughput at a large batch", ""]
+            if isinstance(ppo, dict) and "runs" in ppo:
+                import statistics
+
+                def med(key):
+                    vals = [r[key] for r in ppo["runs"]]
+                    return f"{fmt_rate(statistics.median(vals))} (min {fmt_rate(min(vals))}, max {fmt_rate(max(vals))})"
+
+                lines += _table(["measure", "env steps/s, median of %d runs" % len(ppo["runs"])], [
+                    ["end to end (sampling + learning)", med("sps")],
+                    ["sampler only (envs + policy inference)", med("sampler_sps")],
+                    ["learner only (4 epochs of PPO on the batch)", med("learner_sps")],
+                ]) + ["", "`fastsample.runners.benchmark_training()`: CleanRL's network (64x64 tanh, separate actor "
+                      "and critic), 4 epochs, 4 minibatches, 4096 envs x 16 steps (65,536 transitions per update), "
+                      "envs in-process, torch on every core, in a fresh process set up as `fastsample train` sets "
+                      "it up. The sync runner alternates sampling and learning, so each phase has the whole "
+                      "machine.", ""]
+            else:
+                lines += [str(ppo.get("status", ppo) if isinstance(ppo, dict) else ppo), ""]
         return lines
 
     def compile(self) -> list[str]:

@@ -207,6 +207,26 @@ def _r8(ctx, mode: str) -> Measurement:
                              instrument_env=(mode == "sync"), note=r8_note(s, mode))
 
 
+# -- PPO throughput at a large batch (the trainer's acceptance configuration) --------------------
+
+def ppo_large_batch(ctx) -> dict[str, Any]:
+    """``fastsample.runners.benchmark_training``: CleanRL's network (64x64 tanh, separate actor
+    and critic), 4 epochs, 4 minibatches, 4096 envs x 16 steps, in-process envs, torch on every
+    core; in a fresh process. Repeated ``settings.repeats`` times (each a few iterations)."""
+    reason = trainer_missing()
+    if reason:
+        return {"status": reason}
+    return isolated("_ppo_large_batch", ctx)
+
+
+def _ppo_large_batch(ctx) -> dict[str, Any]:
+    from fastsample.runners import benchmark_training
+
+    runs = [benchmark_training("CartPole-v1", iterations=3 if ctx.settings.quick else 6)
+            for _ in range(max(3, ctx.settings.repeats))]
+    return {"runs": runs}
+
+
 # -- PPO SPS with rl-zoo hyperparameters: SB3 and fastsample ---------------------------------------
 
 def rl_zoo_config(seed: int = 1, **overrides: Any):

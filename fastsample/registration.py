@@ -50,10 +50,10 @@ def make_vec(
     gymnasium's ``reset(seed=seed)``. ``env_kwargs`` are the single env's constructor kwargs.
     ``num_workers=0`` steps every env in this process (:class:`NumbaVectorEnv`);
     ``num_workers=K`` splits them into K slices stepped in parallel over shared memory
-    (:class:`ProcessVectorEnv`, bit-identical results): this process steps slice 0 itself and
-    K-1 worker processes the others, so K slices keep K cores busy. With ``batch_size <
-    num_envs`` (the EnvPool-style ``async_reset``/``send``/``recv`` API) all K slices are
-    worker processes, so the caller is free while they step. ``context`` is the
+    (:class:`ProcessVectorEnv`, bit-identical results): for K >= 2 this process steps slice 0
+    itself and K-1 worker processes the others, so K slices keep K cores busy. With K = 1, or
+    ``batch_size < num_envs`` (the EnvPool-style ``async_reset``/``send``/``recv`` API), every
+    slice is a worker process, so the caller is free while they step. ``context`` is the
     multiprocessing start method and ``pin_workers`` pins worker ``w`` to CPU ``w``.
     See :class:`~fastsample.vector_env.NumbaVectorEnv` for the other arguments.
     """
@@ -94,8 +94,9 @@ def _make_process_vec(kernel, num_envs, *, seed, autoreset_mode, max_episode_ste
                                   max_episode_steps=max_steps, render_mode=render_mode, copy=False, **env_kwargs)
         return make
 
-    # Synchronous stepping: this process steps slice 0 itself while K-1 workers step the rest.
-    inline = batch_size is None or batch_size == dummy.num_envs
+    # Synchronous stepping with K >= 2: this process steps slice 0 itself while K-1 workers
+    # step the rest. K = 1 keeps its one worker process (isolation; nothing to overlap).
+    inline = num_workers >= 2 and (batch_size is None or batch_size == dummy.num_envs)
     env = ProcessVectorEnv((), num_workers=num_workers, autoreset_mode=mode, copy=copy, context=context,
                            batch_size=batch_size, pin_workers=pin_workers, _inline_first=inline,
                            _sub_factory=sub_factory, _dummy=dummy)

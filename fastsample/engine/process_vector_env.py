@@ -89,6 +89,13 @@ def _signal_name(code: int | None) -> str:
     return f"exit code {code}"
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _split(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
     base, extra = divmod(num_envs, num_workers)
     bounds, lo = [], 0
@@ -157,8 +164,8 @@ class ProcessVectorEnv(VectorEnv):
         spin_us: how long a waiting side (the parent for replies, an idle worker for its next
             command) busy-polls shared memory before it blocks in the kernel. Waking a sleeping
             process costs tens of microseconds (more in a VM), a step of a few thousand envs
-            about a hundred, so a short spin keeps back-to-back steps from paying it. 0 never
-            spins.
+            about a hundred, so a short spin keeps back-to-back steps from paying it. Spinning
+            is off when there are more busy processes than CPUs; 0 never spins.
     """
 
     def __init__(
@@ -254,7 +261,10 @@ class ProcessVectorEnv(VectorEnv):
         self._order = list(range(1, num_workers)) + [0] if _inline_first else list(range(num_workers))
         if not (isinstance(spin_us, (int, float)) and 0 <= spin_us < 1e7):
             raise ValueError(f"spin_us must be a number of microseconds >= 0, got {spin_us!r}")
-        self._spin_s = float(spin_us) * 1e-6
+        # Spinning only pays while every busy process has a core of its own; with more
+        # processes than cores a spinning waiter steals the core a worker needs.
+        processes = num_workers - (1 if _inline_first else 0) + 1
+        self._spin_s = float(spin_us) * 1e-6 if processes <= _usable_cpus() else 0.0
         # sequence numbers: ctrl[w] counts commands sent to worker w, ctrl[K + w] its replies.
         # Only hints for the spinning side; the eventfds remain the synchronisation.
         self._ctrl_mem = ctx.RawArray("q", 2 * num_workers)
