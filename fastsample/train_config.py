@@ -49,6 +49,8 @@ class TrainConfig:
     """steps per env per rollout (batch = num_envs * num_steps)"""
     num_workers: int = 0
     """sync mode: env worker processes (0: step the envs in the learner's process); async mode: sampler processes (0: 1)"""
+    double_buffer: bool = False
+    """sync mode: step the envs as two halves in worker processes (the engine's send/recv), so the policy acts on one half while the other simulates; needs --num-workers 2"""
     async_slots: int = 0
     """async mode: trajectory slots in shared memory (0: 2 per sampler, double buffering)"""
     vtrace: bool = False
@@ -237,6 +239,12 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.log_interval > 0, "log_interval", "must be > 0")
     need(cfg.clip_obs > 0, "clip_obs", "must be > 0")
     parse_hidden(cfg.hidden_sizes)
+    if cfg.double_buffer:
+        if cfg.mode != "sync":
+            raise ConfigError("--double-buffer is a --mode sync option (--mode async overlaps sampling and learning)")
+        if cfg.num_workers != 2 or cfg.num_envs % 2:
+            raise ConfigError(f"--double-buffer needs --num-workers 2 and an even --num-envs, got "
+                              f"--num-workers {cfg.num_workers} --num-envs {cfg.num_envs}")
     if cfg.mode == "async" and cfg.num_envs % max(1, cfg.num_workers):
         raise ConfigError(f"--num-envs {cfg.num_envs} must be a multiple of --num-workers {cfg.num_workers} "
                           f"(the sampler processes of --mode async split the envs evenly)")

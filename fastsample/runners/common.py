@@ -81,17 +81,21 @@ def check_spaces(cfg: TrainConfig) -> None:
         raise ConfigError(f"--env {cfg.env}: PPO here supports Discrete and Box actions, not {act_space}")
 
 
-def make_train_env(env_id: str, num_envs: int, seed: int, num_workers: int = 0, autoreset_mode: str = "SameStep"):
+def make_train_env(env_id: str, num_envs: int, seed: int, num_workers: int = 0, autoreset_mode: str = "SameStep",
+                   batch_size: int | None = None):
     """A vector env in SAME_STEP autoreset mode (``final_obs`` in ``info`` for bootstrapping).
-    fastsample kernels step in this process (``num_workers=0``) or in worker processes; other
-    gymnasium ids always run through :class:`ProcessVectorEnv`."""
+    fastsample kernels step in this process (``num_workers=0``) or in worker processes (with
+    ``batch_size`` < ``num_envs``: the engine's asynchronous send/recv); other gymnasium ids
+    always run through :class:`ProcessVectorEnv`."""
     import fastsample
     from fastsample.engine.process_vector_env import ProcessVectorEnv
 
     _, kernel = resolve_env(env_id)
     if kernel is not None:
         return fastsample.make_vec(kernel, num_envs, seed=seed, autoreset_mode=autoreset_mode, copy=False,
-                                   num_workers=num_workers)
+                                   num_workers=num_workers, batch_size=batch_size)
+    if batch_size not in (None, num_envs):
+        raise ConfigError(f"--double-buffer needs a fastsample kernel env, not {env_id}")
     fns = [(lambda: gym.make(env_id)) for _ in range(num_envs)]
     env = ProcessVectorEnv(fns, num_workers=max(1, min(num_workers or 1, num_envs)),
                            autoreset_mode=autoreset_mode, copy=False)
@@ -149,12 +153,14 @@ class Normalizer:
         out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(out, -self.clip, self.clip).astype(np.float32)
 
-    def reward(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+    def reward(self, rewards: np.ndarray, dones: np.ndarray, envs: slice = slice(None)) -> np.ndarray:
+        """Normalised ``rewards`` of the envs ``envs`` (all by default)."""
         if not self.norm_reward:
             return rewards
-        self.returns = self.returns * self.gamma + rewards
-        self.ret_rms.update(self.returns)
-        self.returns[dones] = 0.0
+        returns = self.returns[envs] * self.gamma + rewards
+        self.ret_rms.update(returns)
+        returns[dones] = 0.0
+        self.returns[envs] = returns
         return rewards / np.sqrt(self.ret_rms.var + 1e-8)
 
     def state_dict(self) -> dict:

@@ -27,7 +27,8 @@ class SyncRunner:
         self.cfg = cfg
         self.device = device
         torch.manual_seed(cfg.seed)
-        self.env = make_train_env(cfg.env, cfg.num_envs, cfg.seed, cfg.num_workers)
+        self.env = make_train_env(cfg.env, cfg.num_envs, cfg.seed, cfg.num_workers,
+                                  batch_size=cfg.num_envs // 2 if cfg.double_buffer else None)
         env = self.env
         self.obs_space, self.act_space = env.single_observation_space, env.single_action_space
         self.box = isinstance(self.act_space, gym.spaces.Box)
@@ -35,6 +36,12 @@ class SyncRunner:
         self.optimizer = torch.optim.Adam([self.model.flat_parameters()], lr=cfg.learning_rate, eps=1e-5)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.seed)
+        self.half_generators = []  # --double-buffer: one action generator per half
+        for h in range(2 if cfg.double_buffer else 0):
+            g = torch.Generator(device=device)
+            g.manual_seed(cfg.seed * 2 + 1 + h)
+            self.half_generators.append(g)
+        self.held_obs: list[np.ndarray | None] = [None, None]
         self.normalizer = Normalizer(self.obs_space.shape, cfg.num_envs, cfg)
         T, N = cfg.num_steps, cfg.num_envs
         self.obs_dim = int(np.prod(self.obs_space.shape))
@@ -61,7 +68,10 @@ class SyncRunner:
 
     def start(self) -> None:
         """Reset the envs and warm up torch (one forward/backward on dummy data; no RNG draws)."""
-        if self.next_obs is None:
+        if self.cfg.double_buffer:
+            if self.held_obs[0] is None:
+                self._start_double_buffered(self.cfg.seed)
+        elif self.next_obs is None:
             self.next_obs, _ = self.env.reset(seed=self.cfg.seed)
         x = torch.zeros((8, self.obs_dim), device=self.device)
         a = torch.zeros_like(self.buf["actions"][0, :8])
@@ -74,7 +84,7 @@ class SyncRunner:
     # -- one iteration ---------------------------------------------------------------------
 
     def iteration_step(self) -> dict[str, Any]:
-        cfg, buf, model, env, norm = self.cfg, self.buf, self.model, self.env, self.normalizer
+        cfg, buf, model = self.cfg, self.buf, self.model
         T, N = cfg.num_steps, cfg.num_envs
         if cfg.anneal_lr:
             frac = max(0.0, 1.0 - self.global_step / cfg.total_steps)
@@ -82,46 +92,15 @@ class SyncRunner:
         finished_returns: list[np.ndarray] = []
         finished_lengths: list[np.ndarray] = []
         t0 = time.perf_counter()
-        device_is_cpu = self.device.type == "cpu"
-        low = self.act_space.low if self.box else None
-        high = self.act_space.high if self.box else None
-        obs_np = self.next_obs
         with torch.no_grad():
-            for t in range(T):
-                x = norm.obs(obs_np.reshape(N, -1))
-                buf["obs"][t].copy_(torch.from_numpy(x))
-                action, logp, value = model.act(buf["obs"][t], generator=self.generator)
-                buf["actions"][t] = action
-                buf["logprobs"][t] = logp
-                buf["values"][t] = value
-                a = action.numpy() if device_is_cpu else action.cpu().numpy()
-                if self.box:
-                    a = np.clip(a.reshape((N, *self.act_space.shape)), low, high)
-                obs_np, rew, term, trunc, info = env.step(a)
-                done = term | trunc
-                self.ep_return += rew
-                self.ep_length += 1
-                r = norm.reward(rew, done)
-                if done.any():
-                    finished_returns.append(self.ep_return[done].copy())
-                    finished_lengths.append(self.ep_length[done].copy())
-                    self.ep_return[done] = 0.0
-                    self.ep_length[done] = 0
-                    cut = np.flatnonzero(trunc & ~term)
-                    if cut.size:  # bootstrap truncated episodes with V(final observation)
-                        r = np.array(r, dtype=np.float64)
-                        final = np.stack([np.asarray(o) for o in info["final_obs"][cut]]).reshape(cut.size, -1)
-                        v_final = model.value(torch.from_numpy(norm.apply_obs(final)).to(self.device))
-                        r[cut] += cfg.gamma * v_final.double().cpu().numpy()
-                self.rewards_np[t] = r
-                self.dones_np[t] = done
-            last_x = norm.obs(obs_np.reshape(N, -1), update=False)
-            last_value = model.value(torch.from_numpy(last_x).to(self.device))
+            if cfg.double_buffer:
+                last_value = self._rollout_double_buffered(finished_returns, finished_lengths)
+            else:
+                last_value = self._rollout(finished_returns, finished_lengths)
             buf["rewards"].copy_(torch.from_numpy(self.rewards_np))
             buf["dones"].copy_(torch.from_numpy(self.dones_np))
             advantages, returns = compute_gae(buf["rewards"], buf["values"], buf["dones"], last_value,
                                               cfg.gamma, cfg.gae_lambda)
-        self.next_obs = obs_np
         t1 = time.perf_counter()
         batch = {k: v.reshape(T * N, *v.shape[2:]) for k, v in buf.items() if k not in ("rewards", "dones")}
         batch["advantages"] = advantages.reshape(-1)
@@ -139,6 +118,86 @@ class SyncRunner:
                 "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": self.optimizer.param_groups[0]["lr"],
                 **{k: v for k, v in vars(stats).items()}}
 
+    # -- rollouts ----------------------------------------------------------------------------
+
+    def _act(self, t: int, obs_np: np.ndarray, envs: slice, generator: torch.Generator) -> np.ndarray:
+        """Policy step for ``envs`` at time ``t``: fill the rollout buffer, return env actions."""
+        buf, n = self.buf, obs_np.shape[0]
+        x = self.normalizer.obs(obs_np.reshape(n, -1))
+        buf["obs"][t, envs].copy_(torch.from_numpy(x))
+        action, logp, value = self.model.act(buf["obs"][t, envs], generator=generator)
+        buf["actions"][t, envs] = action
+        buf["logprobs"][t, envs] = logp
+        buf["values"][t, envs] = value
+        a = action.numpy() if self.device.type == "cpu" else action.cpu().numpy()
+        if self.box:
+            a = np.clip(a.reshape((n, *self.act_space.shape)), self.act_space.low, self.act_space.high)
+        return a
+
+    def _record(self, t: int, envs: slice, rew, term, trunc, info, finished_returns, finished_lengths) -> None:
+        """Book the results of the actions taken at time ``t`` for ``envs``: episode stats,
+        normalised rewards, and gamma * V(final obs) added to truncated episodes' rewards."""
+        done = term | trunc
+        self.ep_return[envs] += rew
+        self.ep_length[envs] += 1
+        r = self.normalizer.reward(rew, done, envs)
+        if done.any():
+            ep_return, ep_length = self.ep_return[envs], self.ep_length[envs]
+            finished_returns.append(ep_return[done].copy())
+            finished_lengths.append(ep_length[done].copy())
+            ep_return[done] = 0.0
+            ep_length[done] = 0
+            cut = np.flatnonzero(trunc & ~term)
+            if cut.size:  # bootstrap truncated episodes with V(final observation)
+                r = np.array(r, dtype=np.float64)
+                final = np.stack([np.asarray(o) for o in info["final_obs"][cut]]).reshape(cut.size, -1)
+                v_final = self.model.value(torch.from_numpy(self.normalizer.apply_obs(final)).to(self.device))
+                r[cut] += self.cfg.gamma * v_final.double().cpu().numpy()
+        self.rewards_np[t, envs] = r
+        self.dones_np[t, envs] = done
+
+    def _rollout(self, finished_returns, finished_lengths) -> torch.Tensor:
+        """``num_steps`` steps of every env with the current policy; returns V(next obs)."""
+        everything = slice(None)
+        obs_np = self.next_obs
+        for t in range(self.cfg.num_steps):
+            a = self._act(t, obs_np, everything, self.generator)
+            obs_np, rew, term, trunc, info = self.env.step(a)
+            self._record(t, everything, rew, term, trunc, info, finished_returns, finished_lengths)
+        self.next_obs = obs_np
+        last_x = self.normalizer.obs(obs_np.reshape(self.cfg.num_envs, -1), update=False)
+        return self.model.value(torch.from_numpy(last_x).to(self.device))
+
+    def _start_double_buffered(self, seed: int) -> None:
+        self.env.async_reset(seed=seed)
+        self.held_obs = [None, None]
+        for _ in range(2):
+            obs, *_, info = self.env.recv()
+            self.held_obs[int(info["env_id"][0]) // (self.cfg.num_envs // 2)] = obs
+
+    def _rollout_double_buffered(self, finished_returns, finished_lengths) -> torch.Tensor:
+        """The same rollout with the envs in two halves on worker processes (the engine's
+        send/recv): while the policy acts on one half, the workers step the other. Each half
+        draws its actions from its own generator, so the order in which halves come back
+        does not change the actions (observation normalisation statistics do depend on it)."""
+        T, half = self.cfg.num_steps, self.cfg.num_envs // 2
+        halves = [slice(0, half), slice(half, 2 * half)]
+        ids = [np.arange(0, half), np.arange(half, 2 * half)]
+        recorded = [0, 0]
+        for h in (0, 1):  # the first actions go out on the observations held since last time
+            self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_generators[h]), ids[h])
+        while recorded[0] < T or recorded[1] < T:
+            obs, rew, term, trunc, info = self.env.recv()
+            h = int(info["env_id"][0]) // half
+            t = recorded[h]
+            self._record(t, halves[h], rew, term, trunc, info, finished_returns, finished_lengths)
+            recorded[h] += 1
+            self.held_obs[h] = obs
+            if recorded[h] < T:
+                self.env.send(self._act(t + 1, obs, halves[h], self.half_generators[h]), ids[h])
+        last_x = np.concatenate([self.normalizer.obs(o.reshape(half, -1), update=False) for o in self.held_obs])
+        return self.model.value(torch.from_numpy(last_x).to(self.device))
+
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,6 +205,7 @@ class SyncRunner:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "half_generators": [g.get_state() for g in self.half_generators],
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "normalizer": self.normalizer.state_dict(),
@@ -163,6 +223,8 @@ class SyncRunner:
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.generator.set_state(d["generator"])
+        for g, state in zip(self.half_generators, d.get("half_generators", [])):
+            g.set_state(state)
         torch.set_rng_state(d["torch_rng"])
         np.random.set_state(d["numpy_rng"])
         self.normalizer.load_state_dict(d["normalizer"])
@@ -173,7 +235,11 @@ class SyncRunner:
             self.ep_return[:] = d["ep_return"]
             self.ep_length[:] = d["ep_length"]
         else:
-            self.next_obs, _ = self.env.reset(seed=self.cfg.seed + 1_000_003 * self.iteration)
+            seed = self.cfg.seed + 1_000_003 * self.iteration
+            if self.cfg.double_buffer:
+                self._start_double_buffered(seed)
+            else:
+                self.next_obs, _ = self.env.reset(seed=seed)
             self.ep_return[:] = 0.0
             self.ep_length[:] = 0
         return exact
