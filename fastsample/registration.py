@@ -98,7 +98,7 @@ def _make_process_vec(kernel, num_envs, *, seed, autoreset_mode, max_episode_ste
     # step the rest. K = 1 keeps its one worker process (isolation; nothing to overlap).
     inline = num_workers >= 2 and (batch_size is None or batch_size == dummy.num_envs)
     env = ProcessVectorEnv((), num_workers=num_workers, autoreset_mode=mode, copy=copy, context=context,
-                           batch_size=batch_size, pin_workers=pin_workers, _inline_first=inline,
+                           batch_size=batch_size, pin_workers=pin_workers, inline=inline,
                            _sub_factory=sub_factory, _dummy=dummy)
     env.kernel = kernel
     env.max_episode_steps = max_steps

@@ -33,12 +33,13 @@ def test_numba_workers_seed_at_make_and_box_actions():
         ours.close()
 
 
+@pytest.mark.parametrize("inline", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_process_vector_env_equals_sync(env_id, mode):
+def test_process_vector_env_equals_sync(env_id, mode, inline):
     fns = [lambda: gym.make(env_id) for _ in range(5)]
     ref = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
-    ours = fastsample.ProcessVectorEnv(fns, num_workers=2, autoreset_mode=mode)
+    ours = fastsample.ProcessVectorEnv(fns, num_workers=2, autoreset_mode=mode, inline=inline)
     try:
         counts = compare_runs(ref, ours, mode, steps=600, seed=3)
     finally:

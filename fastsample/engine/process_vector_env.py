@@ -161,6 +161,10 @@ class ProcessVectorEnv(VectorEnv):
         batch_size: envs per ``recv()`` for the asynchronous ``send``/``recv`` API; a multiple
             of the envs per worker. Default ``num_envs``.
         pin_workers: pin worker ``w`` to CPU ``w % cpu_count`` with psutil.
+        inline: this process steps the first slice of envs itself (no worker process for it)
+            while the workers step the others: K slices on K cores instead of K workers plus a
+            waiting parent. Faster on small machines; an env that crashes the interpreter in
+            that slice takes this process down with it. ``make_vec(num_workers >= 2)`` uses it.
         spin_us: how long a waiting side (the parent for replies, an idle worker for its next
             command) busy-polls shared memory before it blocks in the kernel. Waking a sleeping
             process costs tens of microseconds (more in a VM), a step of a few thousand envs
@@ -181,7 +185,7 @@ class ProcessVectorEnv(VectorEnv):
         batch_size: int | None = None,
         pin_workers: bool = False,
         spin_us: float = 200.0,
-        _inline_first: bool = False,
+        inline: bool = False,
         _sub_factory: Callable[[int, int], Callable[[], VectorEnv]] | None = None,
         _dummy: VectorEnv | None = None,
     ):
@@ -253,17 +257,17 @@ class ProcessVectorEnv(VectorEnv):
         self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
         self._checker = ActionBuffer(self.single_action_space, num_envs,
                                      self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
-        # Slice 0 may be served by this process itself (``_inline_first``, fastsample kernels with
+        # Slice 0 may be served by this process itself (``inline``, fastsample kernels with
         # synchronous steps): it steps while the workers step theirs, so K slices use K cores
         # with K-1 worker processes and no core is spent waiting. Remote slices come first in
         # ``_order`` so they are signalled before the inline slice runs.
         self._local: W.SliceServer | None = None
-        self._order = list(range(1, num_workers)) + [0] if _inline_first else list(range(num_workers))
+        self._order = list(range(1, num_workers)) + [0] if inline else list(range(num_workers))
         if not (isinstance(spin_us, (int, float)) and 0 <= spin_us < 1e7):
             raise ValueError(f"spin_us must be a number of microseconds >= 0, got {spin_us!r}")
         # Spinning only pays while every busy process has a core of its own; with more
         # processes than cores a spinning waiter steals the core a worker needs.
-        processes = num_workers - (1 if _inline_first else 0) + 1
+        processes = num_workers - (1 if inline else 0) + 1
         self._spin_s = float(spin_us) * 1e-6 if processes <= _usable_cpus() else 0.0
         # sequence numbers: ctrl[w] counts commands sent to worker w, ctrl[K + w] its replies.
         # Only hints for the spinning side; the eventfds remain the synchronisation.
@@ -290,7 +294,7 @@ class ProcessVectorEnv(VectorEnv):
         self._closed_workers = False
         try:
             for w, (lo, hi) in enumerate(self._bounds):
-                if w == 0 and _inline_first:
+                if w == 0 and inline:
                     continue
                 cmd_fd = os.eventfd(0, os.EFD_CLOEXEC)
                 done_fd = os.eventfd(0, os.EFD_CLOEXEC)
@@ -316,7 +320,7 @@ class ProcessVectorEnv(VectorEnv):
                 self._fd_owner[done_fd] = ("done", w)
                 self._fd_owner[proc.sentinel] = ("died", w)
                 self._in_flight[w] = "start"
-            if _inline_first:
+            if inline:
                 lo, hi = self._bounds[0]
                 self._local = W.SliceServer(sub_factory(lo, hi)(), self._shared.views(lo, hi), self.shared_memory)
             self._collect([w for w in range(num_workers) if w in self._in_flight], timeout=120.0)
