@@ -12,21 +12,22 @@ same kind of work). It exists only so the ladder can show what compiling the ker
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-GRAVITY = 9.8
-MASSCART = 1.0
-MASSPOLE = 0.1
-TOTAL_MASS = MASSPOLE + MASSCART
-LENGTH = 0.5
-POLEMASS_LENGTH = MASSPOLE * LENGTH
-FORCE_MAG = 10.0
-TAU = 0.02
-THETA_THRESHOLD = 12 * 2 * math.pi / 360
-X_THRESHOLD = 2.4
-MAX_STEPS = 500
+from envs_numba.classic_control.cartpole import (  # the kernel's own constants
+    FORCE_MAG,
+    GRAVITY,
+    LENGTH,
+    MASSPOLE,
+    POLEMASS_LENGTH,
+    TAU,
+    THETA_THRESHOLD,
+    TOTAL_MASS,
+    X_THRESHOLD,
+    KERNEL,
+)
+
+MAX_STEPS = KERNEL.max_episode_steps
 
 
 class NumpyCartPole:

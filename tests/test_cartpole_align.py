@@ -1,6 +1,5 @@
 """CartPole-v1: fastsample equals gymnasium's SyncVectorEnv bit for bit."""
 
-import numpy as np
 import pytest
 
 from tests.support import MODES, run_side_by_side

@@ -5,7 +5,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from numba import njit
+
+import envs_numba
 
 from envs_numba.libm import pow, powf, sincos
 
@@ -32,15 +35,19 @@ def test_libm_matches_numpy_scalars():
     assert np.count_nonzero(p != x * x) > 0
 
 
-def test_kernels_are_cached_across_processes(tmp_path):
+@pytest.mark.parametrize("env_id", sorted(envs_numba.KERNELS))
+def test_kernels_are_cached_across_processes(env_id, tmp_path):
+    """cache=True works for every kernel, libm intrinsics included: a second process loads
+    the reset and step kernels from the cache the first one wrote."""
     code = (
-        "import fastsample, numpy as np\n"
-        "from envs_numba.classic_control import cartpole\n"
-        "e = fastsample.make_vec('CartPole-v1', 2); e.reset(seed=0); e.step(np.zeros(2, dtype=np.int64))\n"
-        "print(sum(cartpole.step.stats.cache_hits.values()), sum(cartpole.step.stats.cache_misses.values()))\n"
+        "import sys, fastsample, envs_numba\n"
+        "k = envs_numba.KERNELS[sys.argv[1]]\n"
+        "e = fastsample.make_vec(sys.argv[1], 2); e.reset(seed=0); e.step(e.action_space.sample())\n"
+        "f = (k.reset, k.step)\n"
+        "print(sum(sum(d.stats.cache_hits.values()) for d in f), sum(sum(d.stats.cache_misses.values()) for d in f))\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert first.stdout.split() == ["0", "1"], first.stdout + first.stderr
-    assert second.stdout.split() == ["1", "0"], second.stdout + second.stderr
+    runs = [subprocess.run([sys.executable, "-c", code, env_id], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert runs[0].stdout.split() == ["0", "2"], runs[0].stdout + runs[0].stderr
+    assert runs[1].stdout.split() == ["2", "0"], runs[1].stdout + runs[1].stderr

@@ -186,8 +186,8 @@ def test_mountain_car_state_injection(goal_velocity):
     np.testing.assert_allclose(rewards, ref_rew, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(terminated, ref_term)
     # the boundaries were really exercised
-    at_wall = ref_state[:, 0] == -1.2
-    assert at_wall.sum() >= 50 and (at_wall & (ref_state[:, 1] == 0)).sum() >= 50
+    on_left_edge = ref_state[:, 0] == -1.2
+    assert on_left_edge.sum() >= 50 and (on_left_edge & (ref_state[:, 1] == 0)).sum() >= 50
     assert (ref_state[:, 0] == 0.5).sum() >= 20
     assert (ref_state[:, 1] == gv).sum() >= 20
     assert ref_term.sum() >= 100 and (~ref_term).sum() >= 100

@@ -67,7 +67,8 @@ def test_gymnasium_make_vec_uses_the_kernel():
     for _ in range(9):
         _, _, _, trunc, _ = same.step(np.zeros(2, dtype=np.int64) + 1)
     # the 10-step limit applies (unless the pole fell first)
-    assert same.unwrapped._elapsed.max() <= 10
+    episode_steps = same.unwrapped._elapsed
+    assert episode_steps.max() <= 10
 
 
 def test_unknown_env_id_lists_available():
