@@ -155,6 +155,25 @@ def test_close_terminate_while_pending(no_leaks):
     assert time.monotonic() - t0 < 3
 
 
+def test_interrupted_inline_step_makes_the_env_unusable_not_hung(no_leaks, monkeypatch):
+    """Ctrl-C while the calling process steps its own slice: a clear error afterwards, and
+    close() still ends the workers."""
+    env = fastsample.make_vec("CartPole-v1", 4, num_workers=2)
+    env.reset(seed=0)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(env._local, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        env.step(np.zeros(4, dtype=np.int64))
+    with pytest.raises(fastsample.WorkerError, match="interrupted"):
+        env.step(np.zeros(4, dtype=np.int64))
+    t0 = time.monotonic()
+    env.close()
+    assert env.closed and time.monotonic() - t0 < 10
+
+
 def test_garbage_collection_stops_workers(no_leaks):
     env = fastsample.make_vec("CartPole-v1", 4, num_workers=2)
     env.reset(seed=0)

@@ -339,6 +339,9 @@ class ProcessVectorEnv(VectorEnv):
                     self._ready[0] = self._local.message(*message)
             except Exception as exc:
                 self._ready[0] = (W.REPLY_ERROR, W.describe_error(exc))
+            except BaseException:  # Ctrl-C mid-step: this slice may be half done
+                self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
+                raise
             return
         self._ctrl[w] += 1
         if message is None:
@@ -393,6 +396,8 @@ class ProcessVectorEnv(VectorEnv):
         deadline = None if timeout is None else time.monotonic() + timeout
         envs_done = sum(self._bounds[w][1] - self._bounds[w][0] for w in results)
         while waiting and (stop_after is None or envs_done < stop_after):
+            if not any(w in self._in_flight for w in waiting):  # nothing can arrive: never hang
+                raise WorkerError(f"no reply can come from workers {sorted(waiting)}: nothing was sent to them")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 self._ready.update(results)  # keep what arrived; a later wait returns it
