@@ -178,23 +178,31 @@ class SyncRunner:
     def _rollout_double_buffered(self, finished_returns, finished_lengths) -> torch.Tensor:
         """The same rollout with the envs in two halves on worker processes (the engine's
         send/recv): while the policy acts on one half, the workers step the other. Each half
-        draws its actions from its own generator, so the order in which halves come back
-        does not change the actions (observation normalisation statistics do depend on it)."""
+        draws its actions from its own generator and books its episodes apart, so the order in
+        which halves come back changes nothing (except running observation/reward
+        normalisation statistics, which are updated in that order)."""
         T, half = self.cfg.num_steps, self.cfg.num_envs // 2
         halves = [slice(0, half), slice(half, 2 * half)]
         ids = [np.arange(0, half), np.arange(half, 2 * half)]
         recorded = [0, 0]
+        # finished episodes per half, joined in half order at the end: the running statistics
+        # must not depend on which half came back first
+        returns_of: list[list[np.ndarray]] = [[], []]
+        lengths_of: list[list[np.ndarray]] = [[], []]
         for h in (0, 1):  # the first actions go out on the observations held since last time
             self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_generators[h]), ids[h])
         while recorded[0] < T or recorded[1] < T:
             obs, rew, term, trunc, info = self.env.recv()
             h = int(info["env_id"][0]) // half
             t = recorded[h]
-            self._record(t, halves[h], rew, term, trunc, info, finished_returns, finished_lengths)
+            self._record(t, halves[h], rew, term, trunc, info, returns_of[h], lengths_of[h])
             recorded[h] += 1
             self.held_obs[h] = obs
             if recorded[h] < T:
                 self.env.send(self._act(t + 1, obs, halves[h], self.half_generators[h]), ids[h])
+        for h in (0, 1):
+            finished_returns.extend(returns_of[h])
+            finished_lengths.extend(lengths_of[h])
         last_x = np.concatenate([self.normalizer.obs(o.reshape(half, -1), update=False) for o in self.held_obs])
         return self.model.value(torch.from_numpy(last_x).to(self.device))
 
