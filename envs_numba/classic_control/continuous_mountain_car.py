@@ -68,7 +68,7 @@ import numpy as np
 from gymnasium import spaces
 from numba import njit
 
-from envs_numba import rng as rng_mod
+from envs_numba.classic_control import mountain_car
 from envs_numba.classic_control.mountain_car import check_goal_velocity, goal_threshold
 from envs_numba.core import EnvKernel, low_high_bounds, parse_kwargs
 
@@ -109,16 +109,11 @@ _PYINT = 2  # the int 0 (velocity at the left wall)
 
 @njit(cache=True)
 def reset(mask, state, rng, bounds, params, obs):
-    low = bounds[0]
-    high = bounds[1]
+    # MountainCar-v0's initial state (one draw, float64 state), and "not float32 yet"
+    mountain_car.reset(mask, state, rng, bounds, params, obs)
     for i in range(mask.shape[0]):
         if mask[i]:
-            # np.array([np_random.uniform(low=low, high=high), 0]): one draw, float64 state
-            state[S_POSITION, i] = rng_mod.uniform(rng, i, low, high)
-            state[S_VELOCITY, i] = 0.0
             state[S_IS_F32, i] = 0.0
-            obs[i, 0] = np.float32(state[S_POSITION, i])
-            obs[i, 1] = np.float32(0.0)
 
 
 @njit(cache=True)
