@@ -11,8 +11,9 @@ a whole batch at once and write into arrays the caller preallocated:
 
 ``step(mask, actions, state, rng, params, obs, rewards, terminated)``
     For every ``i`` with ``mask[i]``: advance env ``i`` with ``actions[i]``, write
-    ``obs[i]``, ``rewards[i]`` and ``terminated[i]``. A stochastic env draws from row ``i`` of
-    ``rng`` (the same stream its resets draw from).
+    ``obs[i]``, ``rewards[i]`` and ``terminated[i]`` (always all three: they are outputs only,
+    and the buffers change between calls, see ``fastsample.output_slots``). A stochastic env
+    draws from row ``i`` of ``rng`` (the same stream its resets draw from).
 
 ``state`` is structure-of-arrays: a float64 array of shape ``(state_dim, num_envs)``, one row
 per state variable, so the physics of consecutive envs reads consecutive memory.
@@ -167,11 +168,16 @@ def start_episodes(mask, elapsed, pending):
 def check_discrete_actions(actions, low, high, out):
     """Copy integer actions in ``[low, high)`` into ``out`` (int64); return the first bad
     index or -1 (then nothing is copied)."""
-    for i in range(actions.shape[0]):
+    n = actions.shape[0]
+    bad = False
+    for i in range(n):  # no early exit: this loop vectorises (2.4x faster at 8192 envs)
         a = actions[i]
-        if a < low or a >= high:
-            return i
-    for i in range(actions.shape[0]):
+        bad |= (a < low) | (a >= high)
+    if bad:
+        for i in range(n):
+            if actions[i] < low or actions[i] >= high:
+                return i
+    for i in range(n):
         out[i] = actions[i]
     return -1
 
@@ -182,14 +188,18 @@ def check_box_actions(actions, out, to_f32):
     whose action is NaN or infinite in that dtype (float32 when ``to_f32``), or -1 (then
     nothing is copied). ``actions`` must be C-contiguous."""
     n = actions.shape[0]
-    flat = actions.reshape(n, -1)
-    out_flat = out.reshape(n, -1)
-    for i in range(n):
-        for j in range(flat.shape[1]):
-            v = np.float64(np.float32(flat[i, j])) if to_f32 else np.float64(flat[i, j])
+    flat = actions.reshape(-1)
+    out_flat = out.reshape(-1)
+    per_env = flat.shape[0] // n if n else 1
+    finite = True
+    for k in range(flat.shape[0]):  # one flat loop without early exit: it vectorises
+        v = np.float64(np.float32(flat[k])) if to_f32 else np.float64(flat[k])
+        finite &= np.isfinite(v)
+    if not finite:
+        for k in range(flat.shape[0]):
+            v = np.float64(np.float32(flat[k])) if to_f32 else np.float64(flat[k])
             if not np.isfinite(v):
-                return i
-    for i in range(n):
-        for j in range(flat.shape[1]):
-            out_flat[i, j] = flat[i, j]
+                return k // per_env
+    for k in range(flat.shape[0]):
+        out_flat[k] = flat[k]
     return -1
