@@ -19,6 +19,7 @@ from gymnasium.vector.utils import batch_space
 from envs_numba import core, rng as rng_mod
 from envs_numba.core import EnvKernel
 from fastsample.actions import ActionBuffer
+from fastsample.output_slots import OutputSlots
 
 __all__ = ["NumbaVectorEnv", "parse_autoreset_mode"]
 
@@ -150,10 +151,15 @@ class NumbaVectorEnv(VectorEnv):
         self._rng = rng_mod.new_streams(n)
         self._seeded = np.zeros(n, dtype=np.bool_)
         self._entropy: list[Any] = [None] * n
-        self._obs = np.zeros((n, *obs_space.shape), dtype=obs_space.dtype)
-        self._rewards = np.zeros(n, dtype=np.float64)
-        self._terminated = np.zeros(n, dtype=np.bool_)
-        self._truncated = np.zeros(n, dtype=np.bool_)
+        # with copy=True, step results go to OutputSlots: handed out as they are, reused only
+        # once the caller holds none of them (no copy per step; see fastsample.output_slots)
+        slot_count = 3 if self.copy else 1
+        slots = [(np.zeros((n, *obs_space.shape), dtype=obs_space.dtype), np.zeros(n, dtype=np.float64),
+                  np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_)) for _ in range(slot_count)]
+        self._out_slots = OutputSlots(slots) if self.copy else None
+        if self._out_slots is not None:
+            self._out_slots.seal()
+        self._obs, self._rewards, self._terminated, self._truncated = slots[0]
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._pending = np.zeros(n, dtype=np.bool_)  # finished, reset at the next step (NEXT_STEP)
         self._step_mask = np.zeros(n, dtype=np.bool_)
@@ -205,6 +211,14 @@ class NumbaVectorEnv(VectorEnv):
             )
         bounds = np.ascontiguousarray(self.kernel.reset_bounds(options), dtype=np.float64)
         # everything validated: from here on state changes
+        if self._out_slots is not None:
+            # the caller may hold the current results: reset in a free slot, carrying them over
+            # (envs outside reset_mask keep their observations)
+            current = (self._obs, self._rewards, self._terminated, self._truncated)
+            self._take_free_slot()
+            for dst, src in zip((self._obs, self._rewards, self._terminated, self._truncated), current):
+                np.copyto(dst, src)
+            del current
         self._seed_streams(seeds, mask)
         self._reset_envs(mask, bounds)
         self._terminated[mask] = False
@@ -229,7 +243,19 @@ class NumbaVectorEnv(VectorEnv):
         self._check_disabled_resets()
         return self._advance()
 
+    def _take_free_slot(self) -> int:
+        """Write the next results into an output slot the caller does not hold."""
+        slots = self._out_slots
+        # let go of our own references first, so the counts compare like with like
+        self._obs = self._rewards = self._terminated = self._truncated = None
+        slot = slots.free()
+        self._obs, self._rewards, self._terminated, self._truncated = slots.slots[slot]
+        return slot
+
     def _advance(self):
+        slots = self._out_slots
+        if slots is not None:  # a step rewrites every result: no need to carry the old ones over
+            slot = self._take_free_slot()
         k = self.kernel
         infos: dict[str, Any] = {}
         mode = self.autoreset_mode
@@ -262,7 +288,7 @@ class NumbaVectorEnv(VectorEnv):
                 self._all, self._elapsed, self._max_steps, self._rewards,
                 self._terminated, self._truncated, self._pending,
             )
-        if self.copy:
+        if slots is not None and slot == slots.scratch:  # the caller holds every slot: copies
             return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
         return self._obs, self._rewards, self._terminated, self._truncated, infos
 
@@ -304,8 +330,16 @@ class NumbaVectorEnv(VectorEnv):
             if name != "_actions":
                 new[...] = old
             setattr(self, name, new)
+        self._out_slots = None  # results now live in the caller's buffers
         if actions is not None:
             self._action_buffer = ActionBuffer(self.single_action_space, self.num_envs, actions)
+
+    def rebind_outputs(self, obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
+                       truncated: np.ndarray) -> None:
+        """Write the next results into other arrays like those given to
+        :meth:`bind_output_buffers` (same shapes and dtypes: not checked again). The engine
+        switches between shared result slots with it; every step rewrites all results."""
+        self._obs, self._rewards, self._terminated, self._truncated = obs, rewards, terminated, truncated
 
     # -- internals ---------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 The same engine runs two kinds of envs:
 
 * any Python gymnasium env (``ProcessVectorEnv(env_fns, ...)``, a drop-in for
-  ``gymnasium.vector.AsyncVectorEnv``): each worker runs a ``SyncVectorEnv`` over its slice;
+  ``gymnasium.vector.AsyncVectorEnv``): each worker runs a ``PythonEnvSlice`` (a leaner ``SyncVectorEnv``) over its slice;
 * fastsample's Numba kernels (``fastsample.make_vec(..., num_workers=K)``): each worker runs a
   ``NumbaVectorEnv`` over its slice, writing straight into shared memory (zero copies).
 
@@ -34,11 +34,13 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
-from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import CloudpickleWrapper, batch_space
 
 from fastsample.actions import ActionBuffer
 from fastsample.engine import worker as W
+from fastsample.engine.python_slice import PythonEnvSlice
+from fastsample.output_slots import OutputSlots
 from fastsample.engine.shared import SharedBatch, array_action_dtype, concat_batches, copy_batch
 
 __all__ = ["ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
@@ -211,7 +213,7 @@ class ProcessVectorEnv(VectorEnv):
 
             def sub_factory(lo: int, hi: int):
                 fns = env_fns[lo:hi]
-                return lambda: SyncVectorEnv(fns, copy=False, autoreset_mode=mode)
+                return lambda: PythonEnvSlice(fns, autoreset_mode=mode)
         else:
             num_envs = _dummy.num_envs
             self.single_observation_space = _dummy.single_observation_space
@@ -251,9 +253,16 @@ class ProcessVectorEnv(VectorEnv):
             context = "fork" if sys.platform.startswith("linux") else None
         ctx = mp.get_context(context)
         self._ctx = ctx
+        # copy=True: step results go to shared OutputSlots, handed out without a copy and reused
+        # once the caller holds none of them (see fastsample.output_slots); the last slot is
+        # the scratch slot, whose results are always copied (also every path but the fast step)
+        leaf_obs = not isinstance(self.single_observation_space, (gym.spaces.Dict, gym.spaces.Tuple))
+        num_slots = 3 if (self.copy and self.shared_memory and leaf_obs) else 1
         self._shared = SharedBatch(ctx, self.single_observation_space, self.single_action_space, num_envs,
-                                   obs_in_shared_memory=self.shared_memory)
-        self._views = self._shared.full
+                                   obs_in_shared_memory=self.shared_memory, num_slots=num_slots)
+        self._slot_views = [self._shared.slot(k) for k in range(num_slots)]
+        self._views = self._slot_views[0]
+        self._out_slots: OutputSlots | None = None
         self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
         self._checker = ActionBuffer(self.single_action_space, num_envs,
                                      self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
@@ -263,6 +272,7 @@ class ProcessVectorEnv(VectorEnv):
         # ``_order`` so they are signalled before the inline slice runs.
         self._local: W.SliceServer | None = None
         self._order = list(range(1, num_workers)) + [0] if inline else list(range(num_workers))
+        self._remote = [w for w in self._order if not (inline and w == 0)]  # slices in worker processes
         if not (isinstance(spin_us, (int, float)) and 0 <= spin_us < 1e7):
             raise ValueError(f"spin_us must be a number of microseconds >= 0, got {spin_us!r}")
         # Spinning only pays while every busy process has a core of its own; with more
@@ -271,7 +281,8 @@ class ProcessVectorEnv(VectorEnv):
         self._spin_s = float(spin_us) * 1e-6 if processes <= _usable_cpus() else 0.0
         # sequence numbers: ctrl[w] counts commands sent to worker w, ctrl[K + w] its replies.
         # Only hints for the spinning side; the eventfds remain the synchronisation.
-        self._ctrl_mem = ctx.RawArray("q", 2 * num_workers)
+        # ... and ctrl[2K] the result slot the next command writes into
+        self._ctrl_mem = ctx.RawArray("q", 2 * num_workers + 1)
         self._ctrl = np.frombuffer(self._ctrl_mem, dtype=np.int64)
         self._done_seen = np.zeros(num_workers, dtype=np.int64)
         self._processes: list[Any] = []
@@ -280,6 +291,7 @@ class ProcessVectorEnv(VectorEnv):
         self._done_fds: list[int] = []
         self._conns: dict[int, Any] = {}
         self._cmd_fd_of: dict[int, int] = {}
+        self._done_fd_of: dict[int, int] = {}
         self._poll = select.poll()
         self._fd_owner: dict[int, tuple[str, int]] = {}
         self._in_flight: dict[int, str] = {}  # worker -> what it is doing
@@ -297,11 +309,13 @@ class ProcessVectorEnv(VectorEnv):
                 if w == 0 and inline:
                     continue
                 cmd_fd = os.eventfd(0, os.EFD_CLOEXEC)
-                done_fd = os.eventfd(0, os.EFD_CLOEXEC)
+                # non-blocking: the fast step path reads a reply it saw arrive without blocking
+                done_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
                 parent_conn, child_conn = ctx.Pipe()
                 self._cmd_fds.append(cmd_fd)
                 self._done_fds.append(done_fd)
                 self._cmd_fd_of[w] = cmd_fd
+                self._done_fd_of[w] = done_fd
                 self._conns[w] = parent_conn
                 proc = ctx.Process(
                     target=W.worker_main,
@@ -322,8 +336,13 @@ class ProcessVectorEnv(VectorEnv):
                 self._in_flight[w] = "start"
             if inline:
                 lo, hi = self._bounds[0]
-                self._local = W.SliceServer(sub_factory(lo, hi)(), self._shared.views(lo, hi), self.shared_memory)
+                self._local = W.SliceServer(sub_factory(lo, hi)(), [self._shared.views(lo, hi, k) for k in range(num_slots)],
+                                            self.shared_memory, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
             self._collect([w for w in range(num_workers) if w in self._in_flight], timeout=120.0)
+            if num_slots > 1:
+                self._out_slots = OutputSlots([(v.obs, v.rewards, v.terminated, v.truncated) for v in self._slot_views])
+                self._out_slots.seal()  # after every view of ours exists
+                self._select_slot(self._out_slots.scratch)
         except BaseException:
             self.close(terminate=True)
             raise
@@ -343,16 +362,37 @@ class ProcessVectorEnv(VectorEnv):
                 self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
                 raise
             return
-        self._ctrl[w] += 1
+        # the eventfd before the counter, so a worker spinning on the counter finds its eventfd
+        # already signalled and never blocks in the kernel (waking it would cost µs)
         if message is None:
             os.eventfd_write(self._cmd_fd_of[w], code)
+            self._ctrl[w] += 1
         else:
             data = ForkingPickler.dumps(message)  # an unpicklable message raises before signalling
             # wake the worker first: it reads the pipe while we fill it, so a message larger
             # than the pipe buffer cannot deadlock
             os.eventfd_write(self._cmd_fd_of[w], code)
+            self._ctrl[w] += 1
             self._conns[w].send_bytes(data)
         self._in_flight[w] = what
+
+    def _select_slot(self, k: int) -> None:
+        """Commands from now on write their results into slot ``k`` (workers read it when a
+        command arrives)."""
+        self._ctrl[2 * self.num_workers] = k
+        self._views = self._slot_views[k]
+
+    def _scratch_slot(self) -> None:
+        """Every path but the fast step writes into the scratch slot, never handed out: the
+        caller may hold the other slots. The current results are carried over (envs a reset
+        leaves alone keep them); workers are idle whenever the slot is not already scratch."""
+        slots = self._out_slots
+        if slots is not None and self._views is not self._slot_views[slots.scratch]:
+            current, scratch = self._views, self._slot_views[slots.scratch]
+            for dst, src in ((scratch.obs, current.obs), (scratch.rewards, current.rewards),
+                             (scratch.terminated, current.terminated), (scratch.truncated, current.truncated)):
+                np.copyto(dst, src)
+            self._select_slot(slots.scratch)
 
     def _poll_once(self, timeout_s: float | None) -> list[tuple[int, int]]:
         """Wait for replies; return ``[(worker, code)]`` read from done fds. A worker that
@@ -408,25 +448,49 @@ class ProcessVectorEnv(VectorEnv):
             if self._spin_s:
                 self._spin_for_replies(waiting, remaining)
             for w, code in self._poll_once(remaining):
-                self._done_seen[w] += 1
-                try:
-                    payload = self._conns[w].recv() if code != W.REPLY_OK else None
-                except (EOFError, OSError):  # died while sending its reply
-                    self._raise_died(w)
-                self._in_flight.pop(w, None)
+                reply = self._take_reply(w, code)
                 if w not in waiting:  # an async worker finished while we waited for others
-                    self._ready[w] = (code, payload)
+                    self._ready[w] = reply
                     continue
                 waiting.discard(w)
-                results[w] = (code, payload)
+                results[w] = reply
                 envs_done += self._bounds[w][1] - self._bounds[w][0]
+        self._raise_first_error(results)
+        return results
+
+    def _take_reply(self, w: int, code: int) -> tuple[int, Any]:
+        """Worker ``w``'s reply, whose ``code`` was just read from its done fd."""
+        self._done_seen[w] += 1
+        try:
+            payload = self._conns[w].recv() if code != W.REPLY_OK else None
+        except (EOFError, OSError):  # died while sending its reply
+            self._raise_died(w)
+        self._in_flight.pop(w, None)
+        return code, payload
+
+    def _raise_first_error(self, results: dict[int, tuple[int, Any]]) -> None:
         errors = [(w, p) for w, (c, p) in results.items() if c == W.REPLY_ERROR]
         if errors:
             self._state = _State.IDLE
             w, payload = errors[0]
             lo, hi = self._bounds[w]
             raise _rebuild_exception(w, lo, hi, payload)
-        return results
+
+    def _try_reply(self, w: int) -> tuple[int, Any] | None:
+        """Worker ``w``'s step reply if it comes within the spin time, read without blocking
+        in the kernel; ``None`` if not (then ``_collect`` waits for it, watching for death)."""
+        if self._spin_s:
+            ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
+            clock = time.perf_counter
+            deadline = clock() + self._spin_s
+            while ctrl[slot] == seen:
+                if clock() > deadline:
+                    return None
+        try:
+            code = os.eventfd_read(self._done_fd_of[w])
+        except BlockingIOError:  # not yet signalled
+            return None
+        return self._take_reply(w, code)
 
     def _spin_for_replies(self, waiting: set[int], remaining: float | None) -> None:
         """Busy-poll the reply counters briefly, so a reply that comes soon is read without
@@ -506,6 +570,7 @@ class ProcessVectorEnv(VectorEnv):
                 sub_options["reset_mask"] = mask[lo:hi].copy()
             targets.append((w, seed_slices[w], sub_options or None))
         targets.sort(key=lambda t: self._order.index(t[0]))
+        self._scratch_slot()
         for w, seeds, sub_options in targets:
             self._send(w, W.CMD_MESSAGE, ("reset", (seeds, sub_options)), what="reset")
         self._reset_targets = [w for w, _, _ in targets]
@@ -529,6 +594,7 @@ class ProcessVectorEnv(VectorEnv):
         if not self._reset_done:
             raise gym.error.ResetNeeded("Cannot call step() before calling reset()")
         loaded = self._checker.load(actions)
+        self._scratch_slot()
         if self._arrays_for_actions:
             if loaded is not self._views.actions:
                 np.copyto(self._views.actions, loaded, casting="unsafe")
@@ -554,8 +620,50 @@ class ProcessVectorEnv(VectorEnv):
         return obs, v.rewards, v.terminated, v.truncated, infos
 
     def step(self, actions):
+        if (self._state is _State.IDLE and self._reset_done and self._arrays_for_actions and self.shared_memory
+                and not self._in_flight and not self._ready and self._broken is None and not self.closed):
+            return self._step_fast(actions)
         self.step_async(actions)
         return self.step_wait()
+
+    def _step_fast(self, actions):
+        """``step_async`` + ``step_wait`` for the common case (array actions, shared memory,
+        nothing else pending) with less Python in between; same results and errors."""
+        loaded = self._checker.load(actions)
+        slot = None
+        if self._out_slots is not None:
+            slot = self._out_slots.free()
+            self._select_slot(slot)
+        v = self._views
+        if loaded is not v.actions:
+            np.copyto(v.actions, loaded, casting="unsafe")
+        self._state = _State.WAITING_STEP
+        remote = self._remote
+        ctrl = self._ctrl
+        for w in remote:  # as in _send: eventfd, then counter
+            os.eventfd_write(self._cmd_fd_of[w], W.CMD_STEP)
+            ctrl[w] += 1
+            self._in_flight[w] = "step"
+        results: dict[int, tuple[int, Any]] = {}
+        if self._local is not None:
+            self._send(0, W.CMD_STEP)
+            results[0] = self._ready.pop(0)
+        for w in remote:
+            reply = self._try_reply(w)
+            if reply is None:
+                break
+            results[w] = reply
+        late = [w for w in remote if w not in results]
+        if late:
+            results.update(self._collect(late, None))
+        self._raise_first_error(results)
+        self._state = _State.IDLE
+        infos = self._infos(results) if any(code == W.REPLY_MESSAGE for code, _ in results.values()) else {}
+        if slot is not None and slot != self._out_slots.scratch:  # a slot the caller may keep
+            return v.obs, v.rewards, v.terminated, v.truncated, infos
+        if self.copy:
+            return copy_batch(v.obs), v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), infos
+        return v.obs, v.rewards, v.terminated, v.truncated, infos
 
     # -- EnvPool-style asynchronous API ------------------------------------------------------
 
@@ -580,6 +688,7 @@ class ProcessVectorEnv(VectorEnv):
         sub_checker = ActionBuffer(self.single_action_space, len(ids))
         loaded = sub_checker.load(actions)
         order = np.argsort(ids, kind="stable")
+        self._scratch_slot()
         self._views.actions[ids[order]] = loaded[order]
         for w in sorted(workers, key=self._order.index):
             self._send(w, W.CMD_STEP)

@@ -70,8 +70,8 @@ def view_buffers(space: gym.Space, mem: Any, n: int) -> Any:
     if isinstance(space, gym.spaces.Tuple):
         return tuple(view_buffers(s, m, n) for s, m in zip(space.spaces, mem))
     shape, dtype = _leaf_layout(space)
-    count = n * int(np.prod(shape, dtype=np.int64))
-    return np.frombuffer(mem, dtype=dtype, count=count).reshape((n, *shape))
+    # built straight on the buffer, so views of it name it as their base (see OutputSlots)
+    return np.ndarray((n, *shape), dtype=dtype, buffer=mem)
 
 
 def array_action_dtype(space: gym.Space) -> np.dtype | None:
@@ -95,16 +95,22 @@ class SharedViews:
 
 
 class SharedBatch:
-    """The shared arrays for ``num_envs`` envs. Picklable to worker processes at start-up."""
+    """The shared arrays for ``num_envs`` envs. Picklable to worker processes at start-up.
+
+    Results (observations, rewards, flags) come in ``num_slots`` sets, which the engine hands
+    out in turn (see ``fastsample.output_slots``); actions have one buffer.
+    """
 
     def __init__(self, ctx, observation_space: gym.Space, action_space: gym.Space, num_envs: int,
-                 obs_in_shared_memory: bool = True):
+                 obs_in_shared_memory: bool = True, num_slots: int = 1):
         self.observation_space = observation_space
         self.action_space = action_space
         self.num_envs = num_envs
-        self._obs_mem = create_buffers(ctx, observation_space, num_envs) if obs_in_shared_memory else None
-        self._rewards = ctx.RawArray("d", num_envs)
-        self._flags = ctx.RawArray("b", 2 * num_envs)
+        self.num_slots = num_slots
+        self._obs_mem = [create_buffers(ctx, observation_space, num_envs) if obs_in_shared_memory else None
+                         for _ in range(num_slots)]
+        self._rewards = [ctx.RawArray("d", num_envs) for _ in range(num_slots)]
+        self._flags = [ctx.RawArray("b", 2 * num_envs) for _ in range(num_slots)]
         dtype = array_action_dtype(action_space)
         self._action_dtype = dtype
         self._action_shape = () if isinstance(action_space, gym.spaces.Discrete) else tuple(action_space.shape or ())
@@ -113,30 +119,37 @@ class SharedBatch:
             self._actions = ctx.RawArray("b", max(nbytes, 1))
         else:
             self._actions = None
-        self._views: SharedViews | None = None
+        self._views: list[SharedViews] | None = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_views"] = None
         return state
 
-    @property
-    def full(self) -> SharedViews:
+    def slot(self, k: int) -> SharedViews:
+        """Views of all envs' results in slot ``k`` (and of the actions)."""
         if self._views is None:
             n = self.num_envs
-            obs = (view_buffers(self.observation_space, self._obs_mem, n)
-                   if self._obs_mem is not None else None)
-            flags = np.frombuffer(self._flags, dtype=np.bool_).reshape(2, n)
             actions = None
             if self._actions is not None:
-                count = int(np.prod((n, *self._action_shape)))
-                actions = np.frombuffer(self._actions, dtype=self._action_dtype, count=count).reshape(
-                    (n, *self._action_shape))
-            self._views = SharedViews(obs, np.frombuffer(self._rewards, dtype=np.float64), flags[0], flags[1], actions)
-        return self._views
+                actions = np.ndarray((n, *self._action_shape), dtype=self._action_dtype, buffer=self._actions)
+            self._views = []
+            for j in range(self.num_slots):
+                obs = (view_buffers(self.observation_space, self._obs_mem[j], n)
+                       if self._obs_mem[j] is not None else None)
+                flags = self._flags[j]
+                self._views.append(SharedViews(
+                    obs, np.ndarray((n,), dtype=np.float64, buffer=self._rewards[j]),
+                    np.ndarray((n,), dtype=np.bool_, buffer=flags),
+                    np.ndarray((n,), dtype=np.bool_, buffer=flags, offset=n), actions))
+        return self._views[k]
 
-    def views(self, lo: int, hi: int) -> SharedViews:
-        full = self.full
+    @property
+    def full(self) -> SharedViews:
+        return self.slot(0)
+
+    def views(self, lo: int, hi: int, slot: int = 0) -> SharedViews:
+        full = self.slot(slot)
         return SharedViews(
             slice_batch(full.obs, lo, hi) if full.obs is not None else None,
             full.rewards[lo:hi],

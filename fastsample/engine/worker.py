@@ -68,16 +68,31 @@ class SliceServer:
     method returns ``(reply code, payload)`` exactly as the worker sends it back.
     """
 
-    def __init__(self, sub, views, obs_in_shared_memory: bool):
+    def __init__(self, sub, slot_views: list, obs_in_shared_memory: bool, slot_index: np.ndarray | None = None):
         self.sub = sub
-        self.views = views
+        self.slot_views = slot_views  # this slice's views of each result slot
+        self.views = slot_views[0]
+        self.slot = 0
+        self.slot_index = slot_index  # one shared int64: the slot the next command writes
         self.obs_in_shared_memory = obs_in_shared_memory
+        views = self.views
         bind = getattr(sub, "bind_output_buffers", None)
         self.step_bound = None
         if bind is not None and obs_in_shared_memory and views.actions is not None:
             # a NumbaVectorEnv reads actions from and writes results into shared memory itself
             bind(views.obs, views.rewards, views.terminated, views.truncated, views.actions)
             self.step_bound = sub.step_bound
+
+    def _use_slot(self) -> None:
+        """Write results into the slot the parent chose (it has carried the current results
+        over where a command does not rewrite them all: a reset of some envs)."""
+        k = int(self.slot_index[0])
+        if k == self.slot:
+            return
+        new = self.slot_views[k]
+        self.views, self.slot = new, k
+        if self.step_bound is not None:
+            self.sub.rebind_outputs(new.obs, new.rewards, new.terminated, new.truncated)
 
     def _publish(self, obs, rewards=None, terminated=None, truncated=None) -> Any:
         views = self.views
@@ -97,6 +112,8 @@ class SliceServer:
     def step(self, actions=None) -> tuple[int, Any]:
         """A step with ``actions`` (default: the actions in shared memory, which the parent
         has validated)."""
+        if self.slot_index is not None:
+            self._use_slot()
         if actions is None and self.step_bound is not None:
             info = self.step_bound()[4]
             return (REPLY_MESSAGE, (None, info)) if info else (REPLY_OK, None)
@@ -111,6 +128,8 @@ class SliceServer:
         if name == "step":
             return self.step(payload)
         if name == "reset":
+            if self.slot_index is not None:
+                self._use_slot()
             seeds, options = payload
             obs, info = sub.reset(seed=seeds, options=options)
             return REPLY_MESSAGE, (self._publish(obs), info)
@@ -154,14 +173,17 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
     commands_seen = 0
 
     def reply(code: int, payload: Any = None) -> None:
-        ctrl[done_slot] += 1
+        # the eventfd before the counter: a parent spinning on the counter then finds the
+        # eventfd already signalled, and nobody sleeps in the kernel (a wake-up costs µs)
         if code == REPLY_OK:
             os.eventfd_write(done_fd, code)
+            ctrl[done_slot] += 1
             return
         data = ForkingPickler.dumps(payload)  # an unpicklable result raises here, before signalling
         # signal first, then write: the parent reads the pipe while we fill it, so a reply
         # larger than the pipe buffer (rendered frames) cannot deadlock
         os.eventfd_write(done_fd, code)
+        ctrl[done_slot] += 1
         conn.send_bytes(data)
 
     try:
@@ -169,7 +191,8 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
             import psutil
 
             psutil.Process().cpu_affinity([pin_cpu])
-        server = SliceServer(make_sub(), shared.views(lo, hi), obs_in_shared_memory)
+        server = SliceServer(make_sub(), [shared.views(lo, hi, k) for k in range(shared.num_slots)],
+                             obs_in_shared_memory, ctrl[2 * num_workers:] if shared.num_slots > 1 else None)
         reply(REPLY_OK)
     except BaseException as exc:  # report start-up failures instead of dying silently
         reply(REPLY_ERROR, describe_error(exc))
