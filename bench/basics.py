@@ -83,6 +83,8 @@ def tasks(ctx) -> list[tuple[str, str, object]]:
         ("engine.latency_async", "engine latency: AsyncVectorEnv N=1",
          lambda: async_vector_latency(ctx, "gymnasium AsyncVectorEnv, num_envs=1")),
         ("engine.py_process", f"engine: ProcessVectorEnv, {s.small_n} Python envs", lambda: peers.python_process(ctx)),
+        ("engine.py_process_inline", f"engine: ProcessVectorEnv inline=True, {s.small_n} Python envs",
+         lambda: peers.python_process_inline(ctx)),
         ("engine.py_async", f"engine: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
         ("engine.py_sync", f"engine: SyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_sync(ctx)),
         ("training.ppo_large", "PPO throughput: CleanRL network, 4096 envs x 16 steps, 4 epochs",

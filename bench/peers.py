@@ -143,6 +143,21 @@ def python_process(ctx) -> Measurement:
     return ctx.cached(("py-process", s.small_n, s.workers), name, make)
 
 
+def python_process_inline(ctx) -> Measurement:
+    s = ctx.settings
+    k = min(s.workers, s.small_n)
+    name = f"fastsample ProcessVectorEnv inline=True ({s.small_n} Python envs, {k} slices)"
+
+    def make() -> Measurement:
+        from fastsample import ProcessVectorEnv
+
+        env = ProcessVectorEnv(_python_fns(s.small_n), num_workers=k, inline=True)
+        return vector_rate(name, env, s.small_n, repeats=s.repeats, min_time=s.min_time, pool=_actions(s.small_n),
+                           note=f"the caller steps one slice, {k - 1} worker process(es) the others")
+
+    return ctx.cached(("py-process-inline", s.small_n, s.workers), name, make)
+
+
 def _sb3_rate(ctx, name: str, env, n: int, note: str) -> Measurement:
     s = ctx.settings
     try:

@@ -410,7 +410,7 @@ class Report:
             lines += ["## step() call overhead at num_envs = 1", "",
                       *_table(["implementation", "us per step", "steps/s"], rows), ""]
         eng = {k: g("engine", k) for k in ("inproc", "workers", "latency_inproc", "latency1", "latency16",
-                                            "latency_async", "py_process", "py_async", "py_sync")}
+                                            "latency_async", "py_process", "py_process_inline", "py_async", "py_sync")}
         if any(eng.values()):
             from bench.basics import ENGINE_N
 
@@ -428,6 +428,12 @@ class Report:
                 rows.append([f"{what} vs SyncVectorEnv",
                              _cells(eng["py_process"])[0], _cells(eng["py_sync"])[0],
                              _ratio(eng["py_process"], eng["py_sync"])])
+                if eng["py_process_inline"]:
+                    what = (f"{s.small_n} Python CartPole envs: ProcessVectorEnv inline=True ({s.workers} slices: "
+                            f"the caller steps one)")
+                    for ref, label in (("py_async", "AsyncVectorEnv"), ("py_sync", "SyncVectorEnv")):
+                        rows.append([f"{what} vs {label}", _cells(eng["py_process_inline"])[0],
+                                     _cells(eng[ref])[0], _ratio(eng["py_process_inline"], eng[ref])])
             lines += _table(["comparison", "steps/s", "reference steps/s", "ratio"], rows) + [""]
             rows = []
             for k in ("latency_inproc", "latency1", "latency16", "latency_async"):
