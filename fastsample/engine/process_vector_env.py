@@ -648,17 +648,17 @@ class ProcessVectorEnv(VectorEnv):
         if self._local is not None:
             self._send(0, W.CMD_STEP)
             results[0] = self._ready.pop(0)
-        for w in remote:
+        for i, w in enumerate(remote):
             reply = self._try_reply(w)
-            if reply is None:
+            if reply is None:  # not there within the spin: wait in the kernel, watching for deaths
+                results.update(self._collect(remote[i:], None))
                 break
             results[w] = reply
-        late = [w for w in remote if w not in results]
-        if late:
-            results.update(self._collect(late, None))
-        self._raise_first_error(results)
+        codes = {code for code, _ in results.values()}
+        if W.REPLY_ERROR in codes:
+            self._raise_first_error(results)
         self._state = _State.IDLE
-        infos = self._infos(results) if any(code == W.REPLY_MESSAGE for code, _ in results.values()) else {}
+        infos = self._infos(results) if W.REPLY_MESSAGE in codes else {}
         if slot is not None and slot != self._out_slots.scratch:  # a slot the caller may keep
             return v.obs, v.rewards, v.terminated, v.truncated, infos
         if self.copy:
