@@ -633,7 +633,8 @@ class ProcessVectorEnv(VectorEnv):
         slot = None
         if self._out_slots is not None:
             slot = self._out_slots.free()
-            self._select_slot(slot)
+            if self._views is not self._slot_views[slot]:
+                self._select_slot(slot)
         v = self._views
         if loaded is not v.actions:
             np.copyto(v.actions, loaded, casting="unsafe")
@@ -645,9 +646,15 @@ class ProcessVectorEnv(VectorEnv):
             ctrl[w] += 1
             self._in_flight[w] = "step"
         results: dict[int, tuple[int, Any]] = {}
-        if self._local is not None:
-            self._send(0, W.CMD_STEP)
-            results[0] = self._ready.pop(0)
+        local = self._local
+        if local is not None:  # as _send(0, CMD_STEP) does, without the detour through _ready
+            try:
+                results[0] = local.step()
+            except Exception as exc:
+                results[0] = (W.REPLY_ERROR, W.describe_error(exc))
+            except BaseException:  # Ctrl-C mid-step: this slice may be half done
+                self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
+                raise
         for i, w in enumerate(remote):
             reply = self._try_reply(w)
             if reply is None:  # not there within the spin: wait in the kernel, watching for deaths
