@@ -302,7 +302,12 @@ class Ctx:
             from bench.envs import vector_rate
 
             env = fastsample.make_vec(env_id, num_envs, seed=0, num_workers=workers, copy=copy)
-            where = "in-process" if workers == 0 else f"{workers} worker process{'es' if workers > 1 else ''}"
+            if workers == 0:
+                where = "in-process"
+            elif workers == 1:
+                where = "1 worker process"
+            else:  # make_vec's synchronous engine: the caller steps the first slice itself
+                where = f"{workers} slices: the caller steps one, {workers - 1} worker process{'es' if workers > 2 else ''}"
             return vector_rate(name, env, num_envs, repeats=s.repeats, min_time=s.min_time,
                                note=f"{where}, copy={copy}")
 

@@ -137,7 +137,8 @@ def r3b(ctx) -> Measurement:
 
 
 @rung("R4", "+ shared-memory worker processes (ProcessVectorEnv)",
-      "parallelism: envs split over num_workers processes, results in shared memory", "R3", True,
+      "parallelism: envs split over num_workers slices (the caller steps one, worker processes the others), "
+      "results in shared memory", "R3", True,
       short="+ worker processes")
 def r4(ctx) -> Measurement:
     s = ctx.settings

@@ -161,7 +161,7 @@ class Report:
             "## The ladder: what each optimisation buys (CartPole-v1)",
             "",
             f"One optimisation per rung; `vs` names the rung it differs from by exactly that change. "
-            f"num_envs = {s.num_envs} for R1-R8b, {s.workers} worker processes from R4 on, torch "
+            f"num_envs = {s.num_envs} for R1-R8b, {s.workers} workers from R4 on (R4: the caller steps one slice), torch "
             f"{s.torch_threads} thread(s). Median steps/s (env transitions per second) of {s.repeats} repeats, "
             "with min and max. A ratio below 1.00x is a slowdown, reported as measured.",
             "",
