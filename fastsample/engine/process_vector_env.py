@@ -351,30 +351,34 @@ class ProcessVectorEnv(VectorEnv):
 
     def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
         if w == 0 and self._local is not None:  # the inline slice: do it now, result ready
-            try:
-                if code == W.CMD_STEP:
-                    self._ready[0] = self._local.step()
-                else:
-                    self._ready[0] = self._local.message(*message)
-            except Exception as exc:
-                self._ready[0] = (W.REPLY_ERROR, W.describe_error(exc))
-            except BaseException:  # Ctrl-C mid-step: this slice may be half done
-                self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
-                raise
+            local = self._local
+            self._ready[0] = self._run_local(local.step if code == W.CMD_STEP else lambda: local.message(*message))
             return
-        # the eventfd before the counter, so a worker spinning on the counter finds its eventfd
-        # already signalled and never blocks in the kernel (waking it would cost µs)
         if message is None:
-            os.eventfd_write(self._cmd_fd_of[w], code)
-            self._ctrl[w] += 1
+            self._signal(w, code)
         else:
             data = ForkingPickler.dumps(message)  # an unpicklable message raises before signalling
             # wake the worker first: it reads the pipe while we fill it, so a message larger
             # than the pipe buffer cannot deadlock
-            os.eventfd_write(self._cmd_fd_of[w], code)
-            self._ctrl[w] += 1
+            self._signal(w, code)
             self._conns[w].send_bytes(data)
         self._in_flight[w] = what
+
+    def _signal(self, w: int, code: int) -> None:
+        # the eventfd before the counter, so a worker spinning on the counter finds its eventfd
+        # already signalled and never blocks in the kernel (waking it would cost µs)
+        os.eventfd_write(self._cmd_fd_of[w], code)
+        self._ctrl[w] += 1
+
+    def _run_local(self, command: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+        """Run a command on the inline slice; its reply as a worker would send it."""
+        try:
+            return command()
+        except Exception as exc:
+            return W.REPLY_ERROR, W.describe_error(exc)
+        except BaseException:  # Ctrl-C mid-step: this slice may be half done
+            self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
+            raise
 
     def _select_slot(self, k: int) -> None:
         """Commands from now on write their results into slot ``k`` (workers read it when a
@@ -640,21 +644,12 @@ class ProcessVectorEnv(VectorEnv):
             np.copyto(v.actions, loaded, casting="unsafe")
         self._state = _State.WAITING_STEP
         remote = self._remote
-        ctrl = self._ctrl
-        for w in remote:  # as in _send: eventfd, then counter
-            os.eventfd_write(self._cmd_fd_of[w], W.CMD_STEP)
-            ctrl[w] += 1
+        for w in remote:
+            self._signal(w, W.CMD_STEP)
             self._in_flight[w] = "step"
         results: dict[int, tuple[int, Any]] = {}
-        local = self._local
-        if local is not None:  # as _send(0, CMD_STEP) does, without the detour through _ready
-            try:
-                results[0] = local.step()
-            except Exception as exc:
-                results[0] = (W.REPLY_ERROR, W.describe_error(exc))
-            except BaseException:  # Ctrl-C mid-step: this slice may be half done
-                self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
-                raise
+        if self._local is not None:
+            results[0] = self._run_local(self._local.step)
         for i, w in enumerate(remote):
             reply = self._try_reply(w)
             if reply is None:  # not there within the spin: wait in the kernel, watching for deaths
