@@ -2,8 +2,8 @@
 
 A ``SyncVectorEnv`` (same reset, call, attributes and autoreset rules, so results equal
 ``SyncVectorEnv``'s) whose ``step`` does less per env: no per-env enum comparisons, no
-``_add_info`` call for an empty info, and its results written straight into buffers the
-engine binds (shared memory in a worker), so nothing is copied after the step. On 8
+``_add_info`` call for an empty info, and its results written once per step into buffers the
+engine binds (shared memory in a worker), so the engine copies nothing afterwards. On 8
 ``gym.make("CartPole-v1")`` envs this step costs about 84 µs against ``SyncVectorEnv``'s 98.
 """
 
