@@ -92,6 +92,15 @@ def test_box_actions_train(tmp_path):
     assert s["steps"] == 4096 and np.isfinite(s["eval_return"])
 
 
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_sync_box_actions_with_fewer_than_8_envs_start(tmp_path, num_envs):
+    """The sync runner's torch warm-up uses 8 dummy observations: its dummy actions must be 8
+    too, whatever num_envs is (it used num_envs actions: a shape error for Box actions)."""
+    s = train(make_config("Pendulum-v1", num_envs=num_envs, total_steps=num_envs * 64 * 2, eval_episodes=2,
+                          progress=False, run_dir=str(tmp_path / "pend")), quiet=True)
+    assert s["steps"] == num_envs * 64 * 2 and np.isfinite(s["eval_return"])
+
+
 
 
 def test_async_trains_and_leaves_nothing(tmp_path):

@@ -74,7 +74,8 @@ class SyncRunner:
         elif self.next_obs is None:
             self.next_obs, _ = self.env.reset(seed=self.cfg.seed)
         x = torch.zeros((8, self.obs_dim), device=self.device)
-        a = torch.zeros_like(self.buf["actions"][0, :8])
+        acts = self.buf["actions"]  # 8 dummy actions of the action shape, whatever num_envs is
+        a = torch.zeros((8, *acts.shape[2:]), dtype=acts.dtype, device=self.device)
         logp, ent, v = self.model.evaluate(x, a)
         (logp.sum() + ent.sum() + v.sum()).backward()
         self.model.zero_grad_flat()
