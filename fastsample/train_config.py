@@ -52,7 +52,7 @@ class TrainConfig:
     double_buffer: bool = False
     """sync mode: step the envs as two halves in worker processes (the engine's send/recv), so the policy acts on one half while the other simulates; needs --num-workers 2"""
     async_slots: int = 0
-    """async mode: trajectory slots in shared memory (0: 2 per sampler, double buffering)"""
+    """async mode: trajectory slots in shared memory, at least one per sampler (0: 2 per sampler, double buffering)"""
     vtrace: bool = False
     """async mode: V-trace targets (truncated importance weights) instead of GAE"""
 
@@ -245,6 +245,11 @@ def validate(cfg: TrainConfig) -> None:
         if cfg.num_workers != 2 or cfg.num_envs % 2:
             raise ConfigError(f"--double-buffer needs --num-workers 2 and an even --num-envs, got "
                               f"--num-workers {cfg.num_workers} --num-envs {cfg.num_envs}")
+    if cfg.mode == "async" and cfg.async_slots and cfg.async_slots < max(1, cfg.num_workers):
+        # each update takes one slot per sampler: fewer slots than samplers can never fill a batch
+        raise ConfigError(f"--async-slots {cfg.async_slots} must be at least the sampler count --num-workers "
+                          f"{max(1, cfg.num_workers)} (each update takes {max(1, cfg.num_workers)} slots; "
+                          f"0 means 2 per sampler)")
     if cfg.mode == "async" and cfg.num_envs % max(1, cfg.num_workers):
         raise ConfigError(f"--num-envs {cfg.num_envs} must be a multiple of --num-workers {cfg.num_workers} "
                           f"(the sampler processes of --mode async split the envs evenly)")

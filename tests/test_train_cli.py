@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (["--gamma", "1.5"], "--gamma"),
     (["--mode", "fast"], "--mode"),
     (["--hidden-sizes", "64,x"], "--hidden-sizes"),
+    # fewer trajectory slots than samplers: an update could never gather its batch (it hung)
+    (["--mode", "async", "--num-workers", "2", "--async-slots", "1"], "--async-slots"),
 ])
 def test_bad_hyperparameters_name_the_flag(args, flag, capsys, tmp_path):
     rc = main(["train", "--env", "CartPole-v1", "--run-dir", str(tmp_path / "r"), *args])
