@@ -91,11 +91,17 @@ def _signal_name(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _usable_cpus() -> int:
+def _allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask, as ``taskset``, cgroups cpusets
+    and Slurm restrict it), in order; all of ``os.cpu_count()`` where that is unknown."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def _usable_cpus() -> int:
+    return len(_allowed_cpus())
 
 
 def _split(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
@@ -153,7 +159,7 @@ class ProcessVectorEnv(VectorEnv):
 
     Args:
         env_fns: functions that create the envs.
-        num_workers: worker processes (default: ``min(len(env_fns), os.cpu_count())``).
+        num_workers: worker processes (default: ``min(len(env_fns), CPUs this process may use)``).
         autoreset_mode: ``AutoresetMode`` or its string value.
         shared_memory: observations through shared memory (default); ``False`` pickles them
             (for spaces shared memory cannot hold).
@@ -162,7 +168,8 @@ class ProcessVectorEnv(VectorEnv):
         daemon: worker processes are daemonic (they die with the parent).
         batch_size: envs per ``recv()`` for the asynchronous ``send``/``recv`` API; a multiple
             of the envs per worker. Default ``num_envs``.
-        pin_workers: pin worker ``w`` to CPU ``w % cpu_count`` with psutil.
+        pin_workers: pin worker ``w`` to the ``w``-th CPU this process may run on (its affinity
+            set, cycling when there are more workers than CPUs) with psutil.
         inline: this process steps the first slice of envs itself (no worker process for it)
             while the workers step the others: K slices on K cores instead of K workers plus a
             waiting parent. Faster on small machines; an env that crashes the interpreter in
@@ -229,7 +236,7 @@ class ProcessVectorEnv(VectorEnv):
         self.shared_memory = bool(shared_memory)
 
         if num_workers is None:
-            num_workers = min(num_envs, os.cpu_count() or 1)
+            num_workers = min(num_envs, _usable_cpus())
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
         if num_workers > num_envs:
@@ -300,7 +307,7 @@ class ProcessVectorEnv(VectorEnv):
         self._broken: str | None = None
         self._reset_done = False
         self._pending_obs: dict[int, Any] = {}
-        cpus = os.cpu_count() or 1
+        cpus = _allowed_cpus()  # pin within the allowed set, never to a CPU we may not use
         self._finalizer = weakref.finalize(self, ProcessVectorEnv._finalize, self._processes, self._cmd_fds,
                                            self._done_fds, self._conns)
         self._closed_workers = False
@@ -321,7 +328,7 @@ class ProcessVectorEnv(VectorEnv):
                     target=W.worker_main,
                     name=f"fastsample-worker-{w}",
                     args=(w, CloudpickleWrapper(sub_factory(lo, hi)), self._shared, lo, hi, _Fd(cmd_fd),
-                          _Fd(done_fd), child_conn, (w % cpus) if pin_workers else None, self.shared_memory,
+                          _Fd(done_fd), child_conn, cpus[w % len(cpus)] if pin_workers else None, self.shared_memory,
                           self._ctrl_mem, num_workers, self._spin_s),
                     daemon=daemon,
                 )
