@@ -77,6 +77,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue the run in RUN_DIR from its latest checkpoint (its config.json, "
                              "overridden by any flag given)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --run-dir (its metrics, checkpoint and summary are "
+                             "deleted); without it an existing run directory is refused")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -103,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
             cfg = make_config(given.pop("env"), **given)
         from fastsample.train import Interrupted, train
 
-        summary = train(cfg, resume=args.resume)
+        summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except ConfigError as err:
         print(f"fastsample train: error: {err}", file=sys.stderr)
         return 2

@@ -34,9 +34,62 @@ class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM (after writing the final checkpoint)."""
 
 
-def _default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env.replace('/', '_')}__{cfg.seed}__{stamp}"
+# what a run directory holds (and what --overwrite removes)
+_RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")
+
+
+def _new_run_dir(cfg: TrainConfig, root: str | Path = "runs") -> Path:
+    """A fresh directory ``root/<env>__<seed>__<time>`` (``-2``, ``-3``... appended when a run
+    started in the same second already took the name), created here, atomically: two runs
+    never share one."""
+    base = Path(root) / f"{cfg.env.replace('/', '_')}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1_000_000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a fresh run directory next to {base}")
+
+
+def _holds_run(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` that belong to a run (empty when there is none)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir()
+                  if p.name in _RUN_FILES or p.name.startswith("events.out.tfevents."))
+
+
+def _prepare_run_dir(cfg: TrainConfig, resume: str | Path | None, overwrite: bool) -> Path:
+    """The run directory, checked before anything is written: ``--resume`` needs a checkpoint,
+    an existing ``--run-dir`` that holds a run needs ``--overwrite`` (its files are then
+    removed), and the default is a new unique directory."""
+    import shutil
+
+    from fastsample.train_config import ConfigError
+
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"--resume {run_dir}: no checkpoint at {run_dir / CHECKPOINT} (the run stopped "
+                              f"before its first checkpoint); start it again with --run-dir {run_dir} --overwrite")
+    elif cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+        found = _holds_run(run_dir)
+        if found and not overwrite:
+            raise ConfigError(f"--run-dir {run_dir} already holds a run ({', '.join(found)}): pass --resume {run_dir} "
+                              f"to continue it, --overwrite to replace it, or another --run-dir")
+        for name in found:
+            target = run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        return _new_run_dir(cfg)
+    for stale in (run_dir / CHECKPOINT).parent.glob("*.tmp*"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
+    return run_dir
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -74,11 +127,15 @@ class _Metrics:
     def __init__(self, run_dir: Path, keep_up_to_iteration: int | None):
         path = run_dir / "metrics.jsonl"
         if keep_up_to_iteration is not None and path.exists():  # resume: drop lines past the checkpoint
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("iteration", 0) <= keep_up_to_iteration]
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:  # the torn last line of a killed process
+                    continue
+                if row.get("iteration", 0) <= keep_up_to_iteration:
+                    kept.append(line)
             _atomic_write_text(path, "".join(line + "\n" for line in kept))
-        elif keep_up_to_iteration is None and path.exists():
-            path.unlink()
         self.file = open(path, "a", buffering=1 << 16)
         self.tb = None
         try:
@@ -98,7 +155,10 @@ class _Metrics:
                     self.tb.add_scalar(k, v, step)
 
     def flush(self) -> None:
+        """Everything written so far on disk (called before each checkpoint, so that a resume
+        after SIGKILL finds every line up to the checkpoint's update)."""
         self.file.flush()
+        os.fsync(self.file.fileno())
         if self.tb is not None:
             self.tb.flush()
 
@@ -136,12 +196,18 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = False,
+          overwrite: bool = False) -> dict[str, Any]:
     """Train PPO as configured; returns (and writes) the summary.
 
     ``resume``: a run directory; its config (with ``cfg``'s explicitly different values for
     ``total_steps``/``time_limit``/``progress``) and latest checkpoint are loaded and training
     continues from the checkpoint's update.
+
+    ``cfg.run_dir``: an existing directory that already holds a run is refused
+    (:class:`~fastsample.train_config.ConfigError`) unless ``overwrite``, which deletes that
+    run's files first. Without ``cfg.run_dir`` a new directory ``runs/<env>__<seed>__<time>``
+    is created (with a ``-N`` suffix when another run took the name in the same second).
     """
     t_launch = time.perf_counter()
     validate(cfg)
@@ -155,8 +221,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     tune_malloc()
-    run_dir = Path(resume) if resume else Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = _prepare_run_dir(cfg, resume, overwrite)
     ckpt = load_checkpoint(run_dir) if resume else None
     _atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
@@ -182,6 +247,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
 
     def checkpoint() -> None:
+        metrics.flush()  # every metrics line up to this update is on disk before the checkpoint is
         state = {"runner": runner.state_dict(), "progress": dict(prog, elapsed_s=elapsed()),
                  "eval_count": evaluator.count, "config": dataclasses.asdict(cfg)}
         save_checkpoint(run_dir, state)

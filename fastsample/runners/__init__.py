@@ -73,7 +73,7 @@ def time_to_solve(env_id: str = "CartPole-v1", seeds: tuple[int, ...] = (1, 2, 3
     runs = []
     for seed in seeds:
         cfg = make_config(env_id, seed=seed, progress=False, run_dir=f"{run_root}/{env_id}__{seed}", **overrides)
-        runs.append(train(cfg, quiet=True))
+        runs.append(train(cfg, quiet=True, overwrite=True))  # a benchmark: reruns replace its runs
     times = [r["solved_at_s"] if r["solved"] else float("inf") for r in runs]
     return {"runs": runs, "solved_at_s": times, "median_solved_at_s": statistics.median(times),
             "eval_returns": [r["eval_return"] for r in runs], "solved": sum(r["solved"] for r in runs)}
