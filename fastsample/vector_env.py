@@ -160,6 +160,10 @@ class NumbaVectorEnv(VectorEnv):
         if self._out_slots is not None:
             self._out_slots.seal()
         self._obs, self._rewards, self._terminated, self._truncated = slots[0]
+        # copy=True hands the result arrays themselves to the caller, who may change them (in
+        # place normalisation): a reset of some envs takes the others' observations from this
+        # private copy of the latest ones, which nobody outside ever holds
+        self._true_obs = np.zeros_like(self._obs) if self.copy else None
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._pending = np.zeros(n, dtype=np.bool_)  # finished, reset at the next step (NEXT_STEP)
         self._step_mask = np.zeros(n, dtype=np.bool_)
@@ -212,17 +216,20 @@ class NumbaVectorEnv(VectorEnv):
         bounds = np.ascontiguousarray(self.kernel.reset_bounds(options), dtype=np.float64)
         # everything validated: from here on state changes
         if self._out_slots is not None:
-            # the caller may hold the current results: reset in a free slot, carrying them over
-            # (envs outside reset_mask keep their observations)
-            current = (self._obs, self._rewards, self._terminated, self._truncated)
+            # the caller may hold the current results, and may have changed them: reset in a
+            # free slot, where envs outside reset_mask keep their true last observations
+            current = (self._rewards, self._terminated, self._truncated)
             self._take_free_slot()
-            for dst, src in zip((self._obs, self._rewards, self._terminated, self._truncated), current):
+            np.copyto(self._obs, self._true_obs)
+            for dst, src in zip((self._rewards, self._terminated, self._truncated), current):
                 np.copyto(dst, src)
             del current
         self._seed_streams(seeds, mask)
         self._reset_envs(mask, bounds)
         self._terminated[mask] = False
         self._truncated[mask] = False
+        if self._true_obs is not None:
+            np.copyto(self._true_obs, self._obs)
         self._has_reset = True
         return (self._obs.copy() if self.copy else self._obs), {}
 
@@ -288,6 +295,8 @@ class NumbaVectorEnv(VectorEnv):
                 self._all, self._elapsed, self._max_steps, self._rewards,
                 self._terminated, self._truncated, self._pending,
             )
+        if self._true_obs is not None:
+            np.copyto(self._true_obs, self._obs)
         if slots is not None and slot == slots.scratch:  # the caller holds every slot: copies
             return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
         return self._obs, self._rewards, self._terminated, self._truncated, infos
@@ -331,6 +340,7 @@ class NumbaVectorEnv(VectorEnv):
                 new[...] = old
             setattr(self, name, new)
         self._out_slots = None  # results now live in the caller's buffers
+        self._true_obs = None  # and keeping their true values is the caller's job (SliceServer)
         if actions is not None:
             self._action_buffer = ActionBuffer(self.single_action_space, self.num_envs, actions)
 

@@ -108,6 +108,40 @@ def test_partial_resets_while_results_are_held(maker):
         ref.close()
 
 
+@pytest.mark.parametrize("mode", ["NextStep", "Disabled"])
+@pytest.mark.parametrize("keep", ["held", "dropped"])
+@pytest.mark.parametrize("maker", MAKERS)
+def test_mutating_results_then_a_partial_reset_returns_true_observations(maker, keep, mode):
+    """Results are the caller's to change (in-place normalisation): a later reset of some envs
+    must return the envs' true observations for the others, not what the caller wrote into
+    the arrays it was given (whether it still holds them or not), as SyncVectorEnv does."""
+    ours, ref = MAKERS[maker](mode=mode), MAKERS[maker](mode=mode, copy=False)
+    try:
+        ours.reset(seed=2)
+        ref.reset(seed=2)
+        rng = np.random.default_rng(2)
+        for t in range(60):
+            actions = rng.integers(0, 2, N)
+            expected = _snapshot(ref.step(actions))
+            got = ours.step(actions)
+            _assert_results(expected, got, f"step {t}")
+            for x in got[:4]:
+                x[...] = 0  # the caller normalises (or clears) in place
+            if keep == "dropped":
+                del got
+            mask = np.zeros(N, dtype=bool)
+            mask[t % N] = True  # one env: the others (all of a second worker's) keep theirs
+            if mode == "Disabled":
+                mask |= expected[2] | expected[3]
+            obs_ref = np.array(ref.reset(options={"reset_mask": mask.copy()})[0])
+            obs = ours.reset(options={"reset_mask": mask.copy()})[0]
+            assert_same(obs_ref, obs, f"step {t}: reset_mask obs after the caller zeroed its results")
+            obs *= 0  # reset results are the caller's too
+    finally:
+        ours.close()
+        ref.close()
+
+
 def test_async_send_recv_after_fast_steps_keeps_held_results():
     ours = _numba(2)
     ref = _numba(2, copy=False)

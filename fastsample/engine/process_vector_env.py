@@ -576,8 +576,11 @@ class ProcessVectorEnv(VectorEnv):
         for w, (lo, hi) in enumerate(self._bounds):
             sub_options = dict(options)
             if mask is not None:
-                if not mask[lo:hi].any():
+                if not mask[lo:hi].any() and self._out_slots is None:
                     continue
+                # with result slots, a worker none of whose envs reset still answers: it puts
+                # its envs' true observations into the new slot (the caller may have changed
+                # the arrays it was given)
                 sub_options["reset_mask"] = mask[lo:hi].copy()
             targets.append((w, seed_slices[w], sub_options or None))
         targets.sort(key=lambda t: self._order.index(t[0]))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from fastsample.engine.shared import copy_batch
+
 CMD_STEP = 1
 CMD_MESSAGE = 2
 REPLY_OK = 1
@@ -76,6 +78,10 @@ class SliceServer:
         self.slot_index = slot_index  # one shared int64: the slot the next command writes
         self.obs_in_shared_memory = obs_in_shared_memory
         views = self.views
+        # With several result slots the parent hands slot arrays to the caller, who may change
+        # them: this private copy of the slice's latest observations is what a reset of other
+        # envs carries over (envs outside reset_mask keep their true observations)
+        self.true_obs = copy_batch(views.obs) if (slot_index is not None and obs_in_shared_memory) else None
         bind = getattr(sub, "bind_output_buffers", None)
         self.step_bound = None
         if bind is not None and obs_in_shared_memory and views.actions is not None:
@@ -116,9 +122,13 @@ class SliceServer:
             self._use_slot()
         if actions is None and self.step_bound is not None:
             info = self.step_bound()[4]
+            if self.true_obs is not None:
+                copy_into(self.true_obs, self.views.obs)
             return (REPLY_MESSAGE, (None, info)) if info else (REPLY_OK, None)
         obs, rewards, terminated, truncated, info = self.sub.step(self.views.actions if actions is None else actions)
         obs = self._publish(obs, rewards, terminated, truncated)
+        if self.true_obs is not None:
+            copy_into(self.true_obs, self.views.obs)
         if info or obs is not None or actions is not None:
             return REPLY_MESSAGE, (obs, info)
         return REPLY_OK, None
@@ -131,8 +141,17 @@ class SliceServer:
             if self.slot_index is not None:
                 self._use_slot()
             seeds, options = payload
+            if self.true_obs is not None:
+                copy_into(self.views.obs, self.true_obs)  # the envs this reset leaves alone
+            mask = None if options is None else options.get("reset_mask")
+            if mask is not None and not mask.any():
+                # none of this slice's envs: only put their observations into the new slot
+                return REPLY_MESSAGE, (None, {})
             obs, info = sub.reset(seed=seeds, options=options)
-            return REPLY_MESSAGE, (self._publish(obs), info)
+            obs = self._publish(obs)
+            if self.true_obs is not None:
+                copy_into(self.true_obs, self.views.obs)
+            return REPLY_MESSAGE, (obs, info)
         if name == "call":
             method, args, kwargs = payload
             return REPLY_MESSAGE, tuple(sub.call(method, *args, **kwargs))
