@@ -76,10 +76,8 @@ def view_buffers(space: gym.Space, mem: Any, n: int) -> Any:
 
 def array_action_dtype(space: gym.Space) -> np.dtype | None:
     """dtype of the shared action buffer for ``space``; None if actions travel pickled."""
-    if isinstance(space, gym.spaces.Discrete):
-        return np.dtype(np.int64)
-    if isinstance(space, gym.spaces.Box):
-        return np.dtype(np.float32) if space.dtype == np.float32 else space.dtype
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.Box)):
+        return np.dtype(space.dtype)  # what AsyncVectorEnv's envs receive (np.int32 for Discrete(dtype=int32))
     if isinstance(space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
         return space.dtype
     return None
