@@ -195,7 +195,8 @@ _CHILD = textwrap.dedent(
     import os, signal, sys, time
     import numpy as np
     import fastsample
-    env = fastsample.make_vec("CartPole-v1", 4, num_workers=2)
+    context = None if sys.argv[2] == "default" else sys.argv[2]
+    env = fastsample.make_vec("CartPole-v1", 4, num_workers=2, context=context)
     env.reset(seed=0)
     print(" ".join(str(pid) for pid in env.worker_pids.values()), flush=True)
     if sys.argv[1] == "crash":
@@ -207,23 +208,46 @@ _CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["crash", "ctrl-c"])
-def test_parent_crash_or_ctrl_c_leaves_nothing(how):
+def _alive(pids):
+    out = []
+    for p in pids:
+        try:
+            if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("how, context", [("crash", "default"), ("crash", "forkserver"), ("crash", "spawn"),
+                                          ("ctrl-c", "default")])
+def test_parent_crash_or_ctrl_c_leaves_nothing(how, context):
+    """Every process the parent started (workers, and with forkserver/spawn the forkserver and
+    multiprocessing's resource tracker) is gone within 5 s of the parent's end."""
     shm_before = shm_entries()
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, how], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    worker_pids = [int(p) for p in proc.stdout.readline().split()]
-    assert worker_pids
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, how, context], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        worker_pids = [int(p) for p in proc.stdout.readline().split()]
+        assert worker_pids, proc.stderr.read()
+        descendants = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except BaseException:
+        proc.kill()
+        raise
     if how == "ctrl-c":
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
     proc.wait(timeout=20)
     if how == "ctrl-c":
         assert "KeyboardInterrupt" in proc.stderr.read()
-    deadline = time.monotonic() + 3
-    alive = worker_pids
+    everything = set(worker_pids) | set(descendants)
+    deadline = time.monotonic() + 5
+    alive = _alive(everything)
     while alive and time.monotonic() < deadline:
-        alive = [p for p in worker_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.05)
-    assert not alive, f"workers outlived their parent: {alive}"
-    assert not leaked_shm(shm_before, [proc.pid, *worker_pids])
+        alive = _alive(everything)
+    left = {p: " ".join(psutil.Process(p).cmdline())[:80] for p in alive}
+    for p in alive:  # do not leave them to the next test
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes outlived their parent by 5 s: {left}"
+    assert not leaked_shm(shm_before, [proc.pid, *everything])

@@ -25,6 +25,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import weakref
 from enum import Enum
@@ -308,6 +309,9 @@ class ProcessVectorEnv(VectorEnv):
         self._reset_done = False
         self._pending_obs: dict[int, Any] = {}
         cpus = _allowed_cpus()  # pin within the allowed set, never to a CPU we may not use
+        # PR_SET_PDEATHSIG fires when the forking *thread* ends: only from the main thread does
+        # that mean the parent's end (workers also watch the parent process itself)
+        pdeathsig = threading.current_thread() is threading.main_thread()
         self._finalizer = weakref.finalize(self, ProcessVectorEnv._finalize, self._processes, self._cmd_fds,
                                            self._done_fds, self._conns)
         self._closed_workers = False
@@ -329,7 +333,7 @@ class ProcessVectorEnv(VectorEnv):
                     name=f"fastsample-worker-{w}",
                     args=(w, CloudpickleWrapper(sub_factory(lo, hi)), self._shared, lo, hi, _Fd(cmd_fd),
                           _Fd(done_fd), child_conn, cpus[w % len(cpus)] if pin_workers else None, self.shared_memory,
-                          self._ctrl_mem, num_workers, self._spin_s),
+                          self._ctrl_mem, num_workers, self._spin_s, os.getpid(), pdeathsig),
                     daemon=daemon,
                 )
                 proc.start()

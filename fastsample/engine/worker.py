@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import time
 import traceback
@@ -37,13 +38,62 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker if the parent dies, so a crashed parent leaves no
-    orphan behind (no-op where prctl is unavailable)."""
+    """Ask Linux to SIGKILL this worker when the thread that forked it ends (no-op where prctl
+    is unavailable). Only used when that thread is the parent's main thread, whose end is the
+    parent's: for a worker created by any other thread this would fire when that thread
+    exits, with the parent alive (``ParentWatch`` covers every case, this one also kills a
+    worker busy in an env step)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+class ParentWatch:
+    """Tells an idle worker that the process that created the env is gone.
+
+    A pidfd of that process (``pidfd_open``, Linux 5.3+) becomes readable when it exits, for
+    whatever reason (SIGKILL included), whichever thread created the env and whichever start
+    method ran the worker (a forkserver's worker is the forkserver's child). The worker waits
+    on it together with its command eventfd. Without pidfds it falls back to noticing, once a
+    second, that it has been reparented."""
+
+    def __init__(self, parent_pid: int, cmd_fd: int):
+        self.parent_pid = parent_pid
+        self.ppid = os.getppid()
+        self.pidfd = None
+        try:
+            self.pidfd = os.pidfd_open(parent_pid)
+        except (AttributeError, OSError):
+            pass
+        self.poller = select.poll()
+        self.poller.register(cmd_fd, select.POLLIN)
+        if self.pidfd is not None:
+            self.poller.register(self.pidfd, select.POLLIN)
+        if not self._parent_alive():
+            self._exit()
+
+    def _parent_alive(self) -> bool:
+        if self.pidfd is not None:
+            return not select.select([self.pidfd], [], [], 0)[0]
+        return os.getppid() == self.ppid
+
+    def wait_for_command(self) -> None:
+        """Block until the command eventfd is readable; exit if the parent dies first."""
+        while True:
+            try:
+                events = self.poller.poll(None if self.pidfd is not None else 1000)
+            except InterruptedError:
+                continue
+            if any(fd == self.pidfd for fd, _ in events) or (self.pidfd is None and not self._parent_alive()):
+                self._exit()
+            if events:
+                return
+
+    @staticmethod
+    def _exit() -> None:
+        os._exit(0)  # the parent is gone: nobody can use our results; shared memory is unlinked
 
 
 def copy_into(dst: Any, src: Any) -> None:
@@ -177,14 +227,15 @@ class SliceServer:
 
 def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd, conn,
                 pin_cpu: int | None, obs_in_shared_memory: bool, ctrl_mem, num_workers: int,
-                spin_s: float) -> None:
+                spin_s: float, parent_pid: int | None = None, pdeathsig: bool = True) -> None:
     """Entry point of worker ``index`` (envs ``lo``..``hi-1``).
 
     ``ctrl_mem`` holds the command and reply counters (see ``ProcessVectorEnv``): before
     blocking on its command eventfd, the worker watches its command counter for ``spin_s``
     seconds, so a command sent soon after the last reply finds it awake."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
-    _die_with_parent()
+    if pdeathsig:
+        _die_with_parent()
     cmd_fd = int(cmd_fd)
     done_fd = int(done_fd)
     ctrl = np.frombuffer(ctrl_mem, dtype=np.int64)
@@ -217,12 +268,15 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
         reply(REPLY_ERROR, describe_error(exc))
         return
 
+    watch = ParentWatch(parent_pid if parent_pid is not None else os.getppid(), cmd_fd)
     clock = time.perf_counter
     while True:
         if spin_s:
             deadline = clock() + spin_s
             while ctrl[index] == commands_seen and clock() < deadline:
                 pass
+        if ctrl[index] == commands_seen:  # going to sleep: wake for a command or the parent's end
+            watch.wait_for_command()
         code = os.eventfd_read(cmd_fd)  # the synchronisation point (a full barrier)
         commands_seen += 1
         try:
