@@ -55,6 +55,8 @@ class TrainConfig:
     """async mode: trajectory slots in shared memory, at least one per sampler (0: 2 per sampler, double buffering)"""
     vtrace: bool = False
     """async mode: V-trace targets (truncated importance weights) instead of GAE"""
+    max_policy_lag: int = 16
+    """async mode: drop a trajectory slot whose acting policy is more than this many updates older than the learner's (Sample Factory's max_policy_lag); its envs go on in a fresh slot. 0 keeps only slots acted by the current weights"""
 
     # -- PPO -------------------------------------------------------------------------------
     learning_rate: float = 2.5e-4
@@ -204,7 +206,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{flag(name)} {message}, got {getattr(cfg, name)!r}")
 
     for name in ("seed", "total_steps", "num_envs", "num_steps", "num_workers", "num_minibatches",
-                 "update_epochs", "eval_episodes", "eval_every", "torch_threads", "async_slots"):
+                 "update_epochs", "eval_episodes", "eval_every", "torch_threads", "async_slots", "max_policy_lag"):
         value = getattr(cfg, name)
         need(isinstance(value, int) and not isinstance(value, bool), name, "must be an integer")
     need(cfg.seed >= 0, "seed", "must be >= 0")
@@ -223,6 +225,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_every >= 0, "eval_every", "must be >= 0")
     need(cfg.torch_threads >= 0, "torch_threads", "must be >= 0")
     need(cfg.async_slots >= 0, "async_slots", "must be >= 0")
+    need(cfg.max_policy_lag >= 0, "max_policy_lag", "must be >= 0")
     need(cfg.mode in ("sync", "async"), "mode", "must be sync or async")
     need(cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be auto, cpu or cuda")
     need(cfg.activation in ("tanh", "relu"), "activation", "must be tanh or relu")

@@ -9,7 +9,15 @@ Topology::
 Each update takes ``K`` slots (``num_envs * num_steps`` transitions), recomputes values with the
 current critic, and corrects for policy lag with PPO-clip on the *behaviour* log-probs (the
 ratio ``pi_current / pi_behaviour`` is clipped) and, with ``--vtrace``, V-trace targets.
-``policy_lag`` = learner version at the update minus the version that acted, averaged.
+A slot's policy lag is the learner's version at the update minus the version that acted; a slot
+lagging by more than ``--max-policy-lag`` is handed straight back (dropped, counted in
+``slots_dropped``). Each metrics row has the mean, min and max lag of the slots used; the
+summary has the distribution over the run (``policy_lag_hist``: lag -> slots).
+
+Reward normalisation (``--norm-reward``): each sampler keeps its envs' running discounted
+returns and writes them into the slot, so the returns chain step by step across that sampler's
+slots in the order it filled them, whichever slots an update takes (several from one sampler
+included) and whichever are dropped; the learner feeds them to the running variance.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import torch
 from fastsample.learning.ppo import compute_gae, ppo_update, vtrace
 from fastsample.runners.common import Normalizer, make_model, spaces_of
 from fastsample.sampling.sampler import sampler_main
-from fastsample.sampling.slots import SharedWeights, TrajectorySlots
+from fastsample.sampling.slots import Control, SharedWeights, TrajectorySlots
 from fastsample.train_config import TrainConfig
 
 __all__ = ["AsyncRunner", "SamplerError"]
@@ -66,22 +74,26 @@ class AsyncRunner:
         act_dim = self.model.action_dim if self.box else 1
         self.num_slots = cfg.async_slots or 2 * self.K  # double buffering per sampler
         self.slots = TrajectorySlots(self.num_slots, cfg.num_steps, self.n, self.obs_dim, act_dim)
-        self.free_q, self.full_q = Queue(1 << 16), Queue(1 << 16)
+        # faster-fifo queues and the control flags live in RawArray memory: no named semaphore
+        self.free_q, self.full_q, self.error_q = Queue(1 << 16), Queue(1 << 16), Queue(1 << 20)
+        self.control = Control(self.K)
         self.ctx = mp.get_context("spawn")
-        self.error_q = self.ctx.Queue()
-        self.stop_event = self.ctx.Event()
-        self.ready = self.ctx.Semaphore(0)
         self.cfg_dict = dataclasses.asdict(cfg)
         self.procs: list[mp.Process] = []
         self.version = 0
         self.global_step = 0
         self.iteration = 0
-        self.lag_sum = 0.0
-        self.lag_count = 0
+        self.lag_hist: dict[int, int] = {}  # policy lag -> slots used with it
+        self.slots_dropped = 0
 
     @property
     def lag_mean(self) -> float:
-        return self.lag_sum / self.lag_count if self.lag_count else 0.0
+        count = sum(self.lag_hist.values())
+        return sum(lag * c for lag, c in self.lag_hist.items()) / count if count else 0.0
+
+    @property
+    def lag_max(self) -> int:
+        return max(self.lag_hist, default=0)
 
     def _publish(self) -> None:
         buf = np.empty(self.weights.size, np.float32)
@@ -98,15 +110,15 @@ class AsyncRunner:
         for k in range(self.K):
             p = self.ctx.Process(target=sampler_main, name=f"fastsample-sampler-{k}", daemon=True,
                                  args=(k, self.cfg_dict, self.n, self.slots, self.weights, self.free_q, self.full_q,
-                                       self.error_q, self.stop_event, base + k * self.n, self.ready))
+                                       self.error_q, self.control, base + k * self.n, os.getpid()))
             p.start()
             self.procs.append(p)
-        waiting = self.K  # start-up (imports, JIT) ends when every sampler has built its envs
-        while waiting:
-            if self.ready.acquire(timeout=0.5):
-                waiting -= 1
-            else:
+        last_check = time.monotonic()  # start-up (imports, JIT) ends when every sampler has built its envs
+        while self.control.ready_count() < self.K:
+            time.sleep(0.01)
+            if time.monotonic() - last_check >= 0.5:
                 self._check_samplers()
+                last_check = time.monotonic()
 
     def _check_samplers(self) -> None:
         dead = any(p.exitcode is not None for p in self.procs)
@@ -119,19 +131,31 @@ class AsyncRunner:
             if p.exitcode is not None:
                 raise SamplerError(f"sampler {k} (pid {p.pid}) died with exit code {p.exitcode}")
 
-    def _take_slots(self) -> list[int]:
+    def _take_slots(self) -> tuple[list[int], int]:
+        """``K`` full slots (in the order they were filled) whose policy lag is at most
+        ``--max-policy-lag``; staler ones go straight back to the samplers. Returns the slots
+        and how many were dropped."""
         got: list[int] = []
+        dropped = 0
+        meta = self.slots.views["meta"]
         while len(got) < self.K:
             try:
-                got.extend(self.full_q.get_many(timeout=0.5, max_messages_to_get=self.K - len(got)))
+                new = self.full_q.get_many(timeout=0.5, max_messages_to_get=self.K - len(got))
             except queue.Empty:
                 self._check_samplers()
-        return got
+                continue
+            for s in new:
+                if self.version - int(meta[s][0]) > self.cfg.max_policy_lag:
+                    self.free_q.put(s)
+                    dropped += 1
+                else:
+                    got.append(s)
+        return got, dropped
 
     def iteration_step(self) -> dict[str, Any]:
         cfg, dev = self.cfg, self.device
         t0 = time.perf_counter()
-        ids = self._take_slots()
+        ids, dropped = self._take_slots()
         t1 = time.perf_counter()
         v = self.slots.views
         T, n = cfg.num_steps, self.n
@@ -147,27 +171,22 @@ class AsyncRunner:
         ep_rets = cat("ep_returns")
         actions = cat("actions")
         logprobs = cat("logprobs")
-        versions = np.array([v["meta"][s][0] for s in ids])
-        sampler_ids = [int(v["meta"][s][1]) for s in ids]
-        lag = float(np.mean(self.version - versions))
-        self.lag_sum += lag
-        self.lag_count += 1
+        lags = [self.version - int(v["meta"][s][0]) for s in ids]
+        for lag_k in lags:
+            self.lag_hist[lag_k] = self.lag_hist.get(lag_k, 0) + 1
+        self.slots_dropped += dropped
+        lag = float(np.mean(lags))
         norm = self.normalizer
         N = T * len(ids) * n
         if norm.norm_obs:
             norm.obs_rms.update(raw_obs.reshape(-1, self.obs_dim))
         obs = norm.apply_obs(raw_obs.reshape(-1, self.obs_dim)).reshape(T, -1, self.obs_dim)
         last_obs = norm.apply_obs(last_raw)
-        if norm.norm_reward:  # per-env running discounted returns, keyed by sampler
-            if len(norm.returns) != cfg.num_envs:
-                norm.returns = np.zeros(cfg.num_envs)
-            cols = np.concatenate([np.arange(k * n, (k + 1) * n) for k in sampler_ids])
+        if norm.norm_reward:  # the samplers' running discounted returns (see the module docstring)
+            disc = cat("disc_returns")
             r = np.empty_like(rewards)
             for t in range(T):
-                ret = norm.returns[cols] * norm.gamma + rewards[t]
-                norm.ret_rms.update(ret)
-                ret[dones[t] > 0] = 0.0
-                norm.returns[cols] = ret
+                norm.ret_rms.update(disc[t])
                 r[t] = rewards[t] / np.sqrt(norm.ret_rms.var + 1e-8)
             rewards = r
         rewards = rewards + cfg.gamma * trunc_values
@@ -203,6 +222,7 @@ class AsyncRunner:
         self.iteration += 1
         finished = ep_rets[~np.isnan(ep_rets)]
         return {"steps": N, "episode_returns": finished, "episode_lengths": np.zeros(0), "policy_lag": lag,
+                "policy_lag_min": int(min(lags)), "policy_lag_max": int(max(lags)), "slots_dropped": dropped,
                 "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": self.optimizer.param_groups[0]["lr"],
                 **vars(stats)}
 
@@ -210,7 +230,8 @@ class AsyncRunner:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "normalizer": self.normalizer.state_dict(),
-                "global_step": self.global_step, "iteration": self.iteration, "env": None}
+                "global_step": self.global_step, "iteration": self.iteration, "env": None,
+                "lag_hist": dict(self.lag_hist), "slots_dropped": self.slots_dropped}
 
     def load_state_dict(self, d: dict[str, Any]) -> bool:
         self.model.load_state_dict(d["model"])
@@ -220,22 +241,23 @@ class AsyncRunner:
         np.random.set_state(d["numpy_rng"])
         self.normalizer.load_state_dict(d["normalizer"])
         self.global_step, self.iteration = int(d["global_step"]), int(d["iteration"])
+        self.lag_hist = {int(k): int(c) for k, c in d.get("lag_hist", {}).items()}
+        self.slots_dropped = int(d.get("slots_dropped", 0))
         return False
 
     def close(self) -> None:
-        self.stop_event.set()
+        """Stop the samplers (they see the stop flag within 0.1 s, or after the slot they are
+        filling); one still running after 5 s is killed (samplers ignore SIGTERM)."""
+        self.control.stop()
         deadline = time.monotonic() + 5.0
         for p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p.is_alive():
-                p.terminate()
-                p.join(timeout=2.0)
-            if p.is_alive():
-                os.kill(p.pid, 9)
+                p.kill()
                 p.join()
         self.procs = []
-        for q in (self.free_q, self.full_q):
+        for q in (self.free_q, self.full_q, self.error_q):
             try:
                 q.close()
             except Exception:

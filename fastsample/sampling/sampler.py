@@ -4,36 +4,56 @@ Loop: take a free slot index from ``free_q``; refresh the policy if the learner 
 newer version; run ``T`` steps of its ``n`` envs, writing observations, actions, behaviour
 log-probs, rewards and flags into the slot; put ``slot`` on ``full_q``. Errors are reported on
 ``error_q`` with the traceback, then the process exits with code 1.
+
+A sampler never outlives the learner: SIGINT and SIGTERM are ignored (a Ctrl-C or a SIGTERM to
+the process group reaches the learner too, and the learner stops the samplers), and a watchdog
+thread exits the process within 0.2 s once its parent is gone (it was re-parented), however
+the learner ended (SIGKILL included), whichever thread started the sampler.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import threading
+import time
 import traceback
 
 import numpy as np
 
-__all__ = ["sampler_main"]
+__all__ = ["sampler_main", "PARENT_POLL_S"]
+
+PARENT_POLL_S = 0.2
 
 
-def sampler_main(sampler_id: int, cfg_dict: dict, n: int, slots, weights, free_q, full_q, error_q, stop_event,
-                 seed: int, ready=None) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit (code 1) as soon as the process that started this one is no longer its parent."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fastsample-parent-watch", daemon=True).start()
+
+
+def sampler_main(sampler_id: int, cfg_dict: dict, n: int, slots, weights, free_q, full_q, error_q, control,
+                 seed: int, parent_pid: int) -> None:
     import signal
 
+    _exit_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, stop_event, seed, ready)
+        _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, control, seed)
     except BaseException as err:  # noqa: BLE001  (reported to the learner)
         try:
-            error_q.put((sampler_id, f"{type(err).__name__}: {err}", traceback.format_exc()))
-            error_q.close()
-            error_q.join_thread()  # flush the message before exiting
+            error_q.put((sampler_id, f"{type(err).__name__}: {err}", traceback.format_exc()), timeout=1.0)
         finally:
             os._exit(1)
 
 
-def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, stop_event, seed, ready) -> None:
+def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, control, seed) -> None:
     import gymnasium as gym
     import torch
 
@@ -61,15 +81,18 @@ def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, stop_event, se
     ep_ret = np.zeros(n, np.float64)
     v = slots.views
     T = v["obs"].shape[1]
+    disc_ret = np.zeros(n, np.float64)  # --norm-reward: running discounted return of each env
+    delay = _test_delay(sampler_id)
     with torch.no_grad():
         model.act(torch.from_numpy(_apply(obs.reshape(n, -1), mean, std, cfg)), generator=torch.Generator())
-    if ready is not None:
-        ready.release()
-    while not stop_event.is_set():
+    control.set_ready(sampler_id)
+    while not control.stopped:
         try:
             slot = free_q.get(timeout=0.1)
         except queue.Empty:
             continue
+        if delay:
+            time.sleep(delay)
         if weights.version != version:
             version = weights.read_into(local)
             flat_param.data.copy_(torch.from_numpy(local[:n_params]))
@@ -94,6 +117,11 @@ def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, stop_event, se
                 cut = trunc & ~term
                 v["truncated"][slot, t] = cut
                 v["ep_returns"][slot, t] = np.where(done, ep_ret, np.nan)
+                if cfg.norm_reward:
+                    disc_ret *= cfg.gamma
+                    disc_ret += rew
+                    v["disc_returns"][slot, t] = disc_ret
+                    disc_ret[done] = 0.0
                 tv = v["trunc_values"][slot, t]
                 tv[:] = 0.0
                 if done.any():
@@ -105,6 +133,17 @@ def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, stop_event, se
         v["last_obs"][slot] = obs.reshape(n, -1)
         full_q.put(slot)
     env.close()
+
+
+def _test_delay(sampler_id: int) -> float:
+    """Tests: ``FASTSAMPLE_TEST_SAMPLER_DELAY="<sampler id>:<seconds>"`` makes that sampler
+    sleep before filling each slot (a slow sampler)."""
+    spec = os.environ.get("FASTSAMPLE_TEST_SAMPLER_DELAY", "")
+    if ":" in spec:
+        sid, seconds = spec.split(":", 1)
+        if int(sid) == sampler_id:
+            return float(seconds)
+    return 0.0
 
 
 def _norm_stats(local: np.ndarray, n_params: int, obs_dim: int, cfg):

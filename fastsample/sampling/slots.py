@@ -7,9 +7,13 @@
   a faster-fifo queue; the learner hands it back on another queue when it is done with it.
 * :class:`SharedWeights` — the policy's flat parameter vector and the observation-normaliser
   statistics, with a version counter (a seqlock: odd while the learner writes).
+* :class:`Control` — the learner's stop flag and each sampler's "ready" flag.
 
 Everything lives in ``multiprocessing.RawArray`` memory, which is unlinked from ``/dev/shm`` as
-soon as it is created: nothing is left behind however the processes end.
+soon as it is created, and no named semaphore is used (``multiprocessing`` Queues, Events and
+Semaphores of the spawn context create ``/dev/shm/sem.mp-*`` files that only the resource
+tracker removes, once every process holding its pipe is gone): nothing is left behind however
+the processes end.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 
 import numpy as np
 
-__all__ = ["TrajectorySlots", "SharedWeights"]
+__all__ = ["TrajectorySlots", "SharedWeights", "Control"]
 
 
 def _raw(ctype, shape: tuple[int, ...]):
@@ -38,6 +42,9 @@ class TrajectorySlots:
         "truncated": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
         "trunc_values": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
         "ep_returns": (ctypes.c_double, np.float64, lambda T, n, o, a: (T, n)),
+        # --norm-reward: each env's running discounted return after step t (reset after a done),
+        # kept by the sampler that owns the env, so slots chain in the order they were filled
+        "disc_returns": (ctypes.c_double, np.float64, lambda T, n, o, a: (T, n)),
         "last_obs": (ctypes.c_float, np.float32, lambda T, n, o, a: (n, o)),
         "meta": (ctypes.c_longlong, np.int64, lambda T, n, o, a: (2,)),  # policy version, sampler id
     }
@@ -100,3 +107,36 @@ class SharedWeights:
             out[:] = self.array
             if self.seq.value == before:
                 return before // 2
+
+
+class Control:
+    """Flags between the learner and ``K`` samplers, in shared memory: ``stop`` (set by the
+    learner) and ``ready[k]`` (set by sampler ``k`` once its envs and policy are built). Each
+    flag has one writer, so no lock is needed."""
+
+    def __init__(self, num_samplers: int):
+        self.raw = mp.RawArray(ctypes.c_int, 1 + num_samplers)
+        self._view()
+
+    def _view(self) -> None:
+        self.array = np.frombuffer(self.raw, dtype=np.intc)
+
+    def __getstate__(self):
+        return {"raw": self.raw}
+
+    def __setstate__(self, state):
+        self.raw = state["raw"]
+        self._view()
+
+    def stop(self) -> None:
+        self.array[0] = 1
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.array[0])
+
+    def set_ready(self, k: int) -> None:
+        self.array[1 + k] = 1
+
+    def ready_count(self) -> int:
+        return int(self.array[1:].sum())
