@@ -112,7 +112,7 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     except Interrupted as err:
         print(f"fastsample train: {err}", file=sys.stderr)
-        return 130
+        return 128 + err.signum  # 130 for SIGINT, 143 for SIGTERM, as the shell reports them
     solved = (f"solved in {summary['solved_at_s']:.2f} s ({summary['solved_at_steps']:,} steps)"
               if summary["solved"] else "not solved")
     print(f"{summary['env']} seed {summary['seed']}: {summary['steps']:,} steps in {summary['wall_s']:.2f} s "

@@ -11,6 +11,7 @@ first env step, evaluations included.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,7 +32,12 @@ CHECKPOINT = "checkpoints/latest.pt"
 
 
 class Interrupted(Exception):
-    """Training stopped by SIGINT/SIGTERM (after writing the final checkpoint)."""
+    """Training stopped by SIGINT/SIGTERM (after writing the final checkpoint and the summary);
+    ``signum`` is the signal (the CLI exits with ``128 + signum``)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 # what a run directory holds (and what --overwrite removes)
@@ -192,6 +198,22 @@ class _StopFlag:
         return False
 
 
+def _caused_by_stop(stop: _StopFlag, err: Exception, grace_s: float = 1.0) -> bool:
+    """Whether ``err`` is the trace of a stop signal: a worker or sampler that died, or a pipe
+    that broke, when SIGINT/SIGTERM reached this process too. A signal sent to the process
+    group kills the workers at the same instant; their death may be seen before this process's
+    handler has run, so wait up to ``grace_s`` for the signal before calling it a failure."""
+    from fastsample.engine.process_vector_env import WorkerError
+    from fastsample.runners.async_runner import SamplerError
+
+    if not isinstance(err, (WorkerError, SamplerError, OSError, EOFError)):
+        return False
+    deadline = time.monotonic() + grace_s
+    while stop.signum is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return stop.signum is not None
+
+
 def _nanmean(values: list[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
@@ -224,115 +246,140 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     run_dir = _prepare_run_dir(cfg, resume, overwrite)
     ckpt = load_checkpoint(run_dir) if resume else None
     _atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-
-    if cfg.mode == "sync":
-        from fastsample.runners.sync import SyncRunner
-
-        runner = SyncRunner(cfg, device)
-    else:
-        from fastsample.runners.async_runner import AsyncRunner
-
-        runner = AsyncRunner(cfg, device)
-    from fastsample.runners.common import Evaluator
-
-    evaluator = Evaluator(cfg.env, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + 500_000_000 % (2**31))
     target = target_return_for(cfg)
     prog = {"evals": [], "solved_at_s": None, "solved_at_steps": None, "elapsed_s": 0.0, "startup_s": 0.0,
             "train_returns": []}
-    exact_resume = None
-    if ckpt is not None:
-        exact_resume = runner.load_state_dict(ckpt["runner"])
-        prog.update(ckpt["progress"])
-        evaluator.count = ckpt.get("eval_count", 0)
-    metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
-
-    def checkpoint() -> None:
-        metrics.flush()  # every metrics line up to this update is on disk before the checkpoint is
-        state = {"runner": runner.state_dict(), "progress": dict(prog, elapsed_s=elapsed()),
-                 "eval_count": evaluator.count, "config": dataclasses.asdict(cfg)}
-        save_checkpoint(run_dir, state)
-
-    bar = None
-    if cfg.progress and not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.total_steps, initial=runner.global_step, unit="step", unit_scale=True,
-                   dynamic_ncols=True, desc=cfg.env)
+    runner = evaluator = metrics = bar = None
     interrupted = None
-    recent_returns: list[float] = list(prog["train_returns"])[-100:]
+    stop_error = None
+    exact_resume = None
+    recent_returns: list[float] = []
+    wall_s = sample_s = learn_s = 0.0
+    n_evals = 0
+    final = None
+    stack = contextlib.ExitStack()
     try:
-        with _StopFlag() as stop:
+        if cfg.mode == "sync":
+            from fastsample.runners.sync import SyncRunner
+
+            runner = SyncRunner(cfg, device)
+        else:
+            from fastsample.runners.async_runner import AsyncRunner
+
+            runner = AsyncRunner(cfg, device)
+        from fastsample.runners.common import Evaluator
+
+        evaluator = Evaluator(cfg.env, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + 500_000_000 % (2**31))
+        if ckpt is not None:
+            exact_resume = runner.load_state_dict(ckpt["runner"])
+            prog.update(ckpt["progress"])
+            evaluator.count = ckpt.get("eval_count", 0)
+        metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
+        recent_returns = list(prog["train_returns"])[-100:]
+        base_elapsed = prog["elapsed_s"]
+        t_first = None
+
+        def elapsed() -> float:
+            return base_elapsed + (0.0 if t_first is None else time.perf_counter() - t_first)
+
+        def checkpoint() -> None:
+            metrics.flush()  # every metrics line up to this update is on disk before the checkpoint is
+            state = {"runner": runner.state_dict(), "progress": dict(prog, elapsed_s=elapsed()),
+                     "eval_count": evaluator.count, "config": dataclasses.asdict(cfg)}
+            save_checkpoint(run_dir, state)
+
+        if cfg.progress and not quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.total_steps, initial=runner.global_step, unit="step", unit_scale=True,
+                       dynamic_ncols=True, desc=cfg.env)
+        # SIGINT/SIGTERM from here on stop the run cleanly (until the processes are closed).
+        # Installed only now: worker processes forked while the runner was built must not
+        # inherit this handler
+        stop = stack.enter_context(_StopFlag())
+        try:
             runner.start()
-            startup_s = time.perf_counter() - t_launch
-            if ckpt is None:
-                prog["startup_s"] = startup_s
-            base_elapsed = prog["elapsed_s"]
-            t_first = time.perf_counter()
-
-            def elapsed() -> float:
-                return base_elapsed + time.perf_counter() - t_first
-
-            last_ckpt = last_bar = time.perf_counter()
-            sample_s = learn_s = 0.0
-            n_evals = 0
-            steps_at_bar, time_at_bar = runner.global_step, elapsed()
-            while runner.global_step < cfg.total_steps:
+        except Exception as err:
+            if not _caused_by_stop(stop, err):
+                raise
+            stop_error = err
+        startup_s = time.perf_counter() - t_launch
+        if ckpt is None:
+            prog["startup_s"] = startup_s
+        t_first = time.perf_counter()
+        last_ckpt = last_bar = time.perf_counter()
+        steps_at_bar, time_at_bar = runner.global_step, elapsed()
+        while runner.global_step < cfg.total_steps and stop.signum is None:
+            try:
                 out = runner.iteration_step()
-                sample_s += out["sample_s"]
-                learn_s += out["learn_s"]
-                recent_returns.extend(out["episode_returns"].tolist())
-                recent_returns = recent_returns[-100:]
-                mean_ret = _nanmean(recent_returns)
-                row = {"step": runner.global_step, "iteration": runner.iteration, "time_s": round(elapsed(), 4),
-                       "episode_return": mean_ret, "episodes": int(len(out["episode_returns"])),
-                       "policy_lag": out["policy_lag"]}
-                row.update({k: out[k] for k in ("lr", "policy_loss", "value_loss", "entropy", "approx_kl",
-                                                "clipfrac", "grad_norm")})
-                gate = cfg.eval_min_train_return
-                if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
-                        math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
-                    rets = evaluator.run(runner.model, runner.normalizer, device, target=target,
-                                         max_step_reward=cfg.max_step_reward)
-                    n_evals += 1
-                    row["eval_return"] = float(rets.mean())
-                    prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
-                    if prog["solved_at_s"] is None and rets.mean() >= target:
-                        prog["solved_at_s"] = elapsed()
-                        prog["solved_at_steps"] = runner.global_step
-                metrics.write(row)
-                now = time.perf_counter()
-                if bar is not None and now - last_bar >= cfg.log_interval:
-                    el = elapsed()
-                    sps = (runner.global_step - steps_at_bar) / max(el - time_at_bar, 1e-9)
-                    bar.update(runner.global_step - bar.n)
-                    bar.set_postfix_str(f"SPS {sps:,.0f} | return {mean_ret:.1f} | lag {out['policy_lag']:.2f}"
-                                        + (f" | eval {prog['evals'][-1][2]:.1f}" if prog["evals"] else ""))
-                    last_bar, steps_at_bar, time_at_bar = now, runner.global_step, el
-                if stop.signum is not None:
-                    interrupted = stop.signum
-                    break
-                if cfg.stop_when_solved and prog["solved_at_s"] is not None:
-                    break
-                if cfg.time_limit and elapsed() >= cfg.time_limit:
-                    break
-                if now - last_ckpt >= cfg.checkpoint_interval:
-                    prog["train_returns"] = recent_returns
-                    checkpoint()
-                    last_ckpt = time.perf_counter()
-            wall_s = elapsed()
-            prog["train_returns"] = recent_returns
-            checkpoint()
-            if bar is not None:
+            except Exception as err:
+                # a SIGTERM/SIGINT to the whole process group stops the workers or samplers
+                # too: the update in flight is lost, the run stops as if interrupted
+                if not _caused_by_stop(stop, err):
+                    raise
+                stop_error = err
+                break
+            sample_s += out["sample_s"]
+            learn_s += out["learn_s"]
+            recent_returns.extend(out["episode_returns"].tolist())
+            recent_returns = recent_returns[-100:]
+            mean_ret = _nanmean(recent_returns)
+            row = {"step": runner.global_step, "iteration": runner.iteration, "time_s": round(elapsed(), 4),
+                   "episode_return": mean_ret, "episodes": int(len(out["episode_returns"])),
+                   "policy_lag": out["policy_lag"]}
+            row.update({k: out[k] for k in ("policy_lag_min", "policy_lag_max", "slots_dropped") if k in out})
+            row.update({k: out[k] for k in ("lr", "policy_loss", "value_loss", "entropy", "approx_kl",
+                                            "clipfrac", "grad_norm")})
+            gate = cfg.eval_min_train_return
+            if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
+                    math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
+                rets = evaluator.run(runner.model, runner.normalizer, device, target=target,
+                                     max_step_reward=cfg.max_step_reward)
+                n_evals += 1
+                row["eval_return"] = float(rets.mean())
+                prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
+                if prog["solved_at_s"] is None and rets.mean() >= target:
+                    prog["solved_at_s"] = elapsed()
+                    prog["solved_at_steps"] = runner.global_step
+            metrics.write(row)
+            now = time.perf_counter()
+            if bar is not None and now - last_bar >= cfg.log_interval:
+                el = elapsed()
+                sps = (runner.global_step - steps_at_bar) / max(el - time_at_bar, 1e-9)
                 bar.update(runner.global_step - bar.n)
-                bar.close()
-                bar = None
-            final = evaluator.run(runner.model, runner.normalizer, device) if interrupted is None else None
+                bar.set_postfix_str(f"SPS {sps:,.0f} | return {mean_ret:.1f} | lag {out['policy_lag']:.2f}"
+                                    + (f" | eval {prog['evals'][-1][2]:.1f}" if prog["evals"] else ""))
+                last_bar, steps_at_bar, time_at_bar = now, runner.global_step, el
+            if stop.signum is not None:
+                break
+            if cfg.stop_when_solved and prog["solved_at_s"] is not None:
+                break
+            if cfg.time_limit and elapsed() >= cfg.time_limit:
+                break
+            if now - last_ckpt >= cfg.checkpoint_interval:
+                prog["train_returns"] = recent_returns
+                checkpoint()
+                last_ckpt = time.perf_counter()
+        interrupted = stop.signum
+        wall_s = elapsed()
+        prog["train_returns"] = recent_returns
+        checkpoint()  # the state after the last completed update
+        if bar is not None:
+            bar.update(runner.global_step - bar.n)
+            bar.close()
+            bar = None
+        if interrupted is None:
+            final = evaluator.run(runner.model, runner.normalizer, device)
     finally:
         if bar is not None:
             bar.close()
-        metrics.close()
-        runner.close()
-        evaluator.close()
+        try:
+            with contextlib.ExitStack() as closing:  # each one closed even if another's close raises
+                for part in (evaluator, runner, metrics):
+                    if part is not None:
+                        closing.callback(part.close)
+        finally:
+            stack.close()  # the default SIGINT/SIGTERM handlers again, once the processes are closed
 
     steps_run = runner.global_step
     summary = {
@@ -350,13 +397,19 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
         "eval_episodes": cfg.eval_episodes,
         "train_return": _nanmean(recent_returns) if recent_returns else None,
         "policy_lag_mean": getattr(runner, "lag_mean", 0.0),
+        "policy_lag_max": getattr(runner, "lag_max", 0),
+        "policy_lag_hist": {str(k): v for k, v in sorted(getattr(runner, "lag_hist", {}).items())},
+        "slots_dropped": getattr(runner, "slots_dropped", 0),
         "resumed": ckpt is not None, "exact_env_resume": exact_resume,
         "interrupted": interrupted is not None,
+        "signal": None if interrupted is None else signal.Signals(interrupted).name,
+        "stop_error": None if stop_error is None else f"{type(stop_error).__name__}: {stop_error}".splitlines()[0],
         "run_dir": str(run_dir),
     }
     _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if interrupted is not None:
-        raise Interrupted(f"stopped by {signal.Signals(interrupted).name}; checkpoint saved in {run_dir / CHECKPOINT}")
+        raise Interrupted(interrupted, f"stopped by {signal.Signals(interrupted).name}; checkpoint saved in "
+                                       f"{run_dir / CHECKPOINT}")
     return summary
 
 

@@ -110,6 +110,11 @@ def test_async_trains_and_leaves_nothing(tmp_path):
                           run_dir=str(tmp_path / "async")), quiet=True)
     assert s["steps"] == 64 * 16 * 6
     assert s["policy_lag_mean"] >= 0
+    # the lag distribution: per update in metrics.jsonl, over the run in the summary
+    assert sum(s["policy_lag_hist"].values()) == 6 * 2 and max(map(int, s["policy_lag_hist"])) == s["policy_lag_max"]
+    assert s["policy_lag_max"] <= 16 and s["slots_dropped"] >= 0
+    rows = [json.loads(line) for line in open(tmp_path / "async" / "metrics.jsonl")]
+    assert len(rows) == 6 and all(r["policy_lag_min"] <= r["policy_lag"] <= r["policy_lag_max"] for r in rows)
     assert not leaked_shm(before, [os.getpid()])
 
 

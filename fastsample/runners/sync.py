@@ -93,11 +93,18 @@ class SyncRunner:
         finished_returns: list[np.ndarray] = []
         finished_lengths: list[np.ndarray] = []
         t0 = time.perf_counter()
+        norm_before = self.normalizer.state_dict()
         with torch.no_grad():
-            if cfg.double_buffer:
-                last_value = self._rollout_double_buffered(finished_returns, finished_lengths)
-            else:
-                last_value = self._rollout(finished_returns, finished_lengths)
+            try:
+                if cfg.double_buffer:
+                    last_value = self._rollout_double_buffered(finished_returns, finished_lengths)
+                else:
+                    last_value = self._rollout(finished_returns, finished_lengths)
+            except BaseException:
+                # a rollout cut short (a worker died, a stop signal): the model and the counters
+                # are those of the last completed update; so must the normalisation statistics be
+                self.normalizer.load_state_dict(norm_before)
+                raise
             buf["rewards"].copy_(torch.from_numpy(self.rewards_np))
             buf["dones"].copy_(torch.from_numpy(self.dones_np))
             advantages, returns = compute_gae(buf["rewards"], buf["values"], buf["dones"], last_value,
