@@ -19,7 +19,7 @@ a whole batch at once and write into arrays the caller preallocated:
 per state variable, so the physics of consecutive envs reads consecutive memory.
 ``bounds`` is the float64 array returned by ``reset_bounds(options)`` (the reset
 distribution, e.g. gymnasium's ``low``/``high`` options) and ``params`` the float64 array
-returned by ``make_params(**env_kwargs)``. Kernels never allocate and never touch envs
+returned by ``make_params(**env_kwargs)``. Kernels never allocate and never change envs
 outside ``mask``. Time limits, autoreset and episode bookkeeping are not the kernel's job:
 the vector env does them once for every env family with the helpers below.
 """
@@ -113,6 +113,18 @@ def low_high_bounds(options: dict | None, default_low: float, default_high: floa
 
 
 # --- bookkeeping shared by every env family (time limits and autoreset) -------------------
+#
+# Every loop below stores to every element unconditionally: values are chosen with selects,
+# never by skipping a store. A store under an ``if`` is vectorised by LLVM into a *masked*
+# store, and LLVM 22's x86 backend (llvmlite 0.50) lowers a masked store of bytes (bool
+# arrays) at 8 lanes wrongly when the CPU has AVX-512BW/VL: it widens the 8-lane mask to 16
+# lanes with the upper 8 lanes set, so each such store also zeroes the next 8 bytes, which
+# are the neighbouring envs' flags or, after the last group, memory past the array's end.
+# Whether the vectoriser picks that shape depends on the CPU it tunes for (Zen 4's default,
+# x86-64-v2/v3 tuning with AVX-512 present), so the same source was right on one machine and
+# wrong on another. ``fastsample.check`` compiles every kernel for several targets and
+# rejects any masked store or load in the optimised IR, and ``self_check`` runs these kernels
+# on known inputs the first time a process uses them.
 
 
 @njit(cache=True)
@@ -123,9 +135,9 @@ def split_pending(pending, step_mask):
     """
     count = 0
     for i in range(pending.shape[0]):
-        step_mask[i] = not pending[i]
-        if pending[i]:
-            count += 1
+        p = pending[i]
+        step_mask[i] = not p
+        count += p
     return count
 
 
@@ -138,20 +150,22 @@ def finish_step(step_mask, elapsed, max_steps, rewards, terminated, truncated, p
     that were not stepped were reset in this call: zero reward, no flags, fresh episode.
     Returns the number of envs that finished in this call.
     """
+    limit = max_steps if max_steps > 0 else np.iinfo(np.int64).max
     done = 0
     for i in range(step_mask.shape[0]):
-        if step_mask[i]:
-            elapsed[i] += 1
-            truncated[i] = max_steps > 0 and elapsed[i] >= max_steps
-            pending[i] = terminated[i] or truncated[i]
-            if pending[i]:
-                done += 1
-        else:
-            rewards[i] = 0.0
-            terminated[i] = False
-            truncated[i] = False
-            elapsed[i] = 0
-            pending[i] = False
+        stepped = step_mask[i]
+        count = elapsed[i] + 1  # every load unconditional too: a conditional one is masked
+        reward = rewards[i]
+        count = count if stepped else 0
+        term = stepped & terminated[i]
+        trunc = stepped & (count >= limit)
+        finished = term | trunc
+        elapsed[i] = count
+        terminated[i] = term
+        truncated[i] = trunc
+        pending[i] = finished
+        rewards[i] = reward if stepped else 0.0
+        done += finished
     return done
 
 
@@ -159,9 +173,10 @@ def finish_step(step_mask, elapsed, max_steps, rewards, terminated, truncated, p
 def start_episodes(mask, elapsed, pending):
     """After a reset of the envs in ``mask``: their episodes start afresh."""
     for i in range(mask.shape[0]):
-        if mask[i]:
-            elapsed[i] = 0
-            pending[i] = False
+        m = mask[i]
+        count = elapsed[i]
+        elapsed[i] = 0 if m else count
+        pending[i] = pending[i] & (not m)
 
 
 @njit(cache=True)
@@ -203,3 +218,131 @@ def check_box_actions(actions, out, to_f32):
     for k in range(flat.shape[0]):
         out_flat[k] = flat[k]
     return -1
+
+
+# --- self-check of the compiled bookkeeping -------------------------------------------------
+
+
+class CodegenError(RuntimeError):
+    """Numba's machine code for a kernel gives wrong results on this CPU target."""
+
+
+_SELF_CHECK_SIZES = (1, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 257)
+_GUARD = 64  # bytes past each output array that a kernel must leave alone
+_self_checked = False
+
+
+def _guarded(values: np.ndarray):
+    """``values`` copied into a longer buffer: (view of the first len(values), the buffer)."""
+    buf = np.empty(values.shape[0] + _GUARD, dtype=values.dtype)
+    buf[values.shape[0]:] = np.ones(1, dtype=values.dtype)[0] if values.dtype == np.bool_ else 7
+    buf[: values.shape[0]] = values
+    return buf[: values.shape[0]], buf
+
+
+def _check_bookkeeping(split_pending, finish_step, start_episodes, check_discrete_actions) -> list[str]:
+    """Run the kernels on random inputs at every size in ``_SELF_CHECK_SIZES``; return what
+    differs from a NumPy reference (empty when all is right)."""
+    rng = np.random.default_rng(20261125)
+    wrong: list[str] = []
+    for n in _SELF_CHECK_SIZES:
+        pending0 = rng.random(n) < 0.3
+        step_mask0 = ~pending0
+        elapsed0 = rng.integers(0, 5, n)
+        rewards0 = rng.random(n) + 0.5
+        terminated0 = rng.random(n) < 0.3
+        max_steps = 4
+
+        pending, pending_buf = _guarded(pending0.copy())
+        step_mask, step_mask_buf = _guarded(np.zeros(n, np.bool_))
+        count = split_pending(pending, step_mask)
+        if count != pending0.sum() or not np.array_equal(step_mask, ~pending0):
+            wrong.append(f"split_pending at {n} envs")
+
+        elapsed, elapsed_buf = _guarded(elapsed0.copy())
+        rewards, rewards_buf = _guarded(rewards0.copy())
+        terminated, terminated_buf = _guarded(terminated0.copy())
+        truncated, truncated_buf = _guarded(np.zeros(n, np.bool_))
+        pending, pending_buf = _guarded(pending0.copy())
+        step_mask, step_mask_buf = _guarded(step_mask0.copy())
+        done = finish_step(step_mask, elapsed, max_steps, rewards, terminated, truncated, pending)
+        want_elapsed = np.where(step_mask0, elapsed0 + 1, 0)
+        want_term = step_mask0 & terminated0
+        want_trunc = step_mask0 & (want_elapsed >= max_steps)
+        want_pending = want_term | want_trunc
+        if not (
+            done == want_pending.sum()
+            and np.array_equal(elapsed, want_elapsed)
+            and np.array_equal(terminated, want_term)
+            and np.array_equal(truncated, want_trunc)
+            and np.array_equal(pending, want_pending)
+            and np.array_equal(rewards, np.where(step_mask0, rewards0, 0.0))
+        ):
+            wrong.append(f"finish_step at {n} envs")
+
+        mask0 = rng.random(n) < 0.5
+        mask, mask_buf = _guarded(mask0.copy())
+        elapsed, elapsed_buf2 = _guarded(elapsed0.copy())
+        pending, pending_buf2 = _guarded(pending0.copy())
+        start_episodes(mask, elapsed, pending)
+        if not (np.array_equal(elapsed, np.where(mask0, 0, elapsed0))
+                and np.array_equal(pending, pending0 & ~mask0)):
+            wrong.append(f"start_episodes at {n} envs")
+
+        actions0 = rng.integers(0, 3, n)
+        out, out_buf = _guarded(np.zeros(n, np.int64))
+        if check_discrete_actions(actions0, 0, 3, out) != -1 or not np.array_equal(out, actions0):
+            wrong.append(f"check_discrete_actions at {n} envs")
+
+        for name, buf in (("pending", pending_buf), ("step_mask", step_mask_buf), ("elapsed", elapsed_buf),
+                          ("rewards", rewards_buf), ("terminated", terminated_buf),
+                          ("truncated", truncated_buf), ("mask", mask_buf), ("elapsed", elapsed_buf2),
+                          ("pending", pending_buf2), ("actions", out_buf)):
+            guard = buf[n:]
+            if not np.all(guard == (True if buf.dtype == np.bool_ else 7)):
+                wrong.append(f"a write past the end of {name} at {n} envs")
+    return wrong
+
+
+def codegen_target() -> str:
+    """The CPU numba compiles for, as it tells LLVM (name, and how features were chosen)."""
+    from numba.core import config
+
+    import llvmlite.binding as llvm
+
+    name = config.CPU_NAME or f"host ({llvm.get_host_cpu_name()})"
+    features = "host features" if config.CPU_FEATURES is None else f"features {config.CPU_FEATURES!r}"
+    return f"NUMBA_CPU_NAME={name}, {features}"
+
+
+def self_check(split_pending=None, finish_step=None, start_episodes=None, check_discrete_actions=None) -> None:
+    """Run the shared bookkeeping kernels on known inputs at sizes 1..257 (with guard bytes
+    after every output) and raise :class:`CodegenError` if any result is wrong.
+
+    Numba compiles for the CPU it runs on, so code that is right on one machine can be
+    miscompiled on another; a wrong flag must never reach a user. The arguments replace the
+    kernels under test (the test suite passes a broken one to prove the check fires).
+    Takes about a millisecond.
+    """
+    wrong = _check_bookkeeping(
+        split_pending or globals()["split_pending"],
+        finish_step or globals()["finish_step"],
+        start_episodes or globals()["start_episodes"],
+        check_discrete_actions or globals()["check_discrete_actions"],
+    )
+    if wrong:
+        raise CodegenError(
+            f"numba's machine code for this CPU target ({codegen_target()}) gives wrong results: "
+            f"{'; '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''}. Episode flags computed this "
+            "way would be wrong, so fastsample refuses to run. Workaround: set the environment "
+            "variable NUMBA_CPU_NAME=generic (portable code, slower) and run again; then please "
+            "report the CPU and this message. `python -m fastsample.check` runs the full check."
+        )
+
+
+def ensure_self_checked() -> None:
+    """:func:`self_check` once per process (the first env built runs it)."""
+    global _self_checked
+    if not _self_checked:
+        self_check()
+        _self_checked = True

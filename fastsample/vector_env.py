@@ -125,6 +125,7 @@ class NumbaVectorEnv(VectorEnv):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
 
+        core.ensure_self_checked()  # never hand out flags from miscompiled bookkeeping
         n = int(num_envs)
         self.kernel = kernel
         self.num_envs = n

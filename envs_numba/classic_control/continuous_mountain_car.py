@@ -112,8 +112,10 @@ def reset(mask, state, rng, bounds, params, obs):
     # MountainCar-v0's initial state (one draw, float64 state), and "not float32 yet"
     mountain_car.reset(mask, state, rng, bounds, params, obs)
     for i in range(mask.shape[0]):
-        if mask[i]:
-            state[S_IS_F32, i] = 0.0
+        # a select, not an ``if``: stores under a condition become masked stores, which
+        # some CPU targets miscompile (see envs_numba/core.py)
+        is_f32 = state[S_IS_F32, i]
+        state[S_IS_F32, i] = 0.0 if mask[i] else is_f32
 
 
 @njit(cache=True)

@@ -88,7 +88,7 @@ P_SLIP = 0
 
 # --- 2. the kernels -------------------------------------------------------------------------
 #
-# Both kernels handle the whole batch in one call and only touch envs whose ``mask[i]`` is
+# Both kernels handle the whole batch in one call and only change envs whose ``mask[i]`` is
 # True (the vector env resets some envs while it steps the others). They write their results
 # into arrays the caller preallocated and must not allocate (no np.array/np.zeros inside).
 # ``cache=True`` keeps the compiled code on disk; never use ``fastmath=True`` in an env
@@ -105,9 +105,15 @@ def reset(mask, state, rng, bounds, params, obs):
     here: this env takes no reset options).
     """
     for i in range(mask.shape[0]):
-        if mask[i]:
-            state[S_CELL, i] = START
-            obs[i, 0] = START
+        # Envs outside ``mask`` keep their values. Write that as a select over every env,
+        # not as ``if mask[i]:`` around the stores: the loop vectoriser turns stores under a
+        # condition into masked stores, and some CPU targets miscompile those (see the
+        # comment above ``split_pending`` in envs_numba/core.py). Loops that draw random
+        # numbers or call libm are not vectorised, so ``if mask[i]:`` is fine there.
+        cell = state[S_CELL, i]
+        seen = obs[i, 0]
+        state[S_CELL, i] = START if mask[i] else cell
+        obs[i, 0] = START if mask[i] else seen
 
 
 @njit(cache=True)
