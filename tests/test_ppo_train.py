@@ -51,6 +51,67 @@ def test_double_buffered_sampling_is_reproducible_and_learns(tmp_path):
     assert returns and max(returns[-5:]) > 2 * returns[0]  # it learns
 
 
+class _HalvesInOrder:
+    """Wraps a double-buffered env so that ``recv()`` returns the pending halves in a fixed
+    preference (``first`` whenever it is pending), whatever order the workers finish in."""
+
+    def __init__(self, env, first):
+        self.env, self.first, self.pending, self.held = env, first, set(), {}
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def _half(self, ids):
+        return int(ids[0]) // (self.env.num_envs // 2)
+
+    def async_reset(self, **kwargs):
+        self.pending = {0, 1}
+        return self.env.async_reset(**kwargs)
+
+    def send(self, actions, ids):
+        self.pending.add(self._half(ids))
+        return self.env.send(actions, ids)
+
+    def recv(self):
+        import copy
+
+        want = self.first if self.first in self.pending else 1 - self.first
+        while want not in self.held:
+            obs, rew, term, trunc, info = self.env.recv()
+            self.held[self._half(info["env_id"])] = (np.array(obs), np.array(rew), np.array(term), np.array(trunc),
+                                                      copy.deepcopy(info))
+        self.pending.discard(want)
+        return self.held.pop(want)
+
+
+def test_double_buffer_with_normalisation_does_not_depend_on_which_half_returns_first():
+    """--double-buffer with --norm-obs/--norm-reward: the running statistics (and so the whole
+    run) are the same whichever half of the envs the workers hand back first."""
+    from fastsample.runners.sync import SyncRunner
+
+    cfg = make_config("CartPole-v1", num_envs=8, num_steps=16, num_workers=2, double_buffer=True, norm_obs=True,
+                      norm_reward=True, num_minibatches=2, update_epochs=2, progress=False)
+    results = []
+    for first in (0, 1):
+        runner = SyncRunner(cfg, torch.device("cpu"))
+        runner.env = _HalvesInOrder(runner.env, first)
+        try:
+            runner.start()
+            outs = [runner.iteration_step() for _ in range(3)]
+        finally:
+            runner.close()
+        results.append((runner.model.state_dict(), runner.normalizer.state_dict(),
+                        [(o["policy_loss"], o["value_loss"]) for o in outs]))
+    (wa, na, la), (wb, nb, lb) = results
+    for key in ("mean", "var"):
+        assert np.array_equal(na["obs_rms"][key], nb["obs_rms"][key])
+        assert np.array_equal(na["ret_rms"][key], nb["ret_rms"][key])
+    assert np.array_equal(na["returns"], nb["returns"])
+    assert la == lb
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
 def test_double_buffer_needs_two_workers(tmp_path):
     from fastsample.train_config import ConfigError, validate
 

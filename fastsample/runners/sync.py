@@ -58,6 +58,10 @@ class SyncRunner:
         }
         self.rewards_np = np.zeros((T, N), np.float32)
         self.dones_np = np.zeros((T, N), np.float32)
+        if cfg.double_buffer:  # raw data for _update_stats_in_order
+            self.raw_obs = np.zeros((T, N, self.obs_dim), np.float64) if cfg.norm_obs else None
+            self.raw_rewards = np.zeros((T, N), np.float64)
+            self.boot = np.zeros((T, N), np.float64)
         self.ep_return = np.zeros(N, np.float64)
         self.ep_length = np.zeros(N, np.int64)
         self.global_step = 0
@@ -128,10 +132,18 @@ class SyncRunner:
 
     # -- rollouts ----------------------------------------------------------------------------
 
-    def _act(self, t: int, obs_np: np.ndarray, envs: slice, generator: torch.Generator) -> np.ndarray:
-        """Policy step for ``envs`` at time ``t``: fill the rollout buffer, return env actions."""
+    def _act(self, t: int, obs_np: np.ndarray, envs: slice, generator: torch.Generator,
+             update_stats: bool = True) -> np.ndarray:
+        """Policy step for ``envs`` at time ``t``: fill the rollout buffer, return env actions.
+        ``update_stats=False``: normalise with the statistics as they are, and keep the raw
+        observations for :meth:`_update_stats_in_order`."""
         buf, n = self.buf, obs_np.shape[0]
-        x = self.normalizer.obs(obs_np.reshape(n, -1))
+        if update_stats:
+            x = self.normalizer.obs(obs_np.reshape(n, -1))
+        else:
+            if self.normalizer.norm_obs:
+                self.raw_obs[t, envs] = obs_np.reshape(n, -1)
+            x = self.normalizer.apply_obs(obs_np.reshape(n, -1))
         buf["obs"][t, envs].copy_(torch.from_numpy(x))
         action, logp, value = self.model.act(buf["obs"][t, envs], generator=generator)
         buf["actions"][t, envs] = action
@@ -142,13 +154,21 @@ class SyncRunner:
             a = np.clip(a.reshape((n, *self.act_space.shape)), self.act_space.low, self.act_space.high)
         return a
 
-    def _record(self, t: int, envs: slice, rew, term, trunc, info, finished_returns, finished_lengths) -> None:
+    def _record(self, t: int, envs: slice, rew, term, trunc, info, finished_returns, finished_lengths,
+                defer: bool = False) -> None:
         """Book the results of the actions taken at time ``t`` for ``envs``: episode stats,
-        normalised rewards, and gamma * V(final obs) added to truncated episodes' rewards."""
+        normalised rewards, and gamma * V(final obs) added to truncated episodes' rewards.
+        ``defer``: keep the raw rewards and the bootstrap terms; :meth:`_update_stats_in_order`
+        normalises them later."""
         done = term | trunc
         self.ep_return[envs] += rew
         self.ep_length[envs] += 1
-        r = self.normalizer.reward(rew, done, envs)
+        if defer:
+            self.raw_rewards[t, envs] = rew
+            self.boot[t, envs] = 0.0
+            r = self.boot[t, envs]  # a view: the bootstrap terms are added into it below
+        else:
+            r = self.normalizer.reward(rew, done, envs)
         if done.any():
             ep_return, ep_length = self.ep_return[envs], self.ep_length[envs]
             finished_returns.append(ep_return[done].copy())
@@ -157,12 +177,27 @@ class SyncRunner:
             ep_length[done] = 0
             cut = np.flatnonzero(trunc & ~term)
             if cut.size:  # bootstrap truncated episodes with V(final observation)
-                r = np.array(r, dtype=np.float64)
+                if not defer:
+                    r = np.array(r, dtype=np.float64)
                 final = np.stack([np.asarray(o) for o in info["final_obs"][cut]]).reshape(cut.size, -1)
                 v_final = self.model.value(torch.from_numpy(self.normalizer.apply_obs(final)).to(self.device))
                 r[cut] += self.cfg.gamma * v_final.double().cpu().numpy()
-        self.rewards_np[t, envs] = r
+        if not defer:
+            self.rewards_np[t, envs] = r
         self.dones_np[t, envs] = done
+
+    def _update_stats_in_order(self, halves: list[slice]) -> None:
+        """--double-buffer: the running normalisation statistics, updated once the rollout is
+        complete, in a fixed order (step by step, half 0 then half 1), from the raw observations
+        and rewards kept by :meth:`_act` and :meth:`_record`; the normalised rewards then follow.
+        So the statistics never depend on which half the workers returned first."""
+        norm = self.normalizer
+        for t in range(self.cfg.num_steps):
+            for envs in halves:
+                if norm.norm_obs:
+                    norm.obs_rms.update(self.raw_obs[t, envs])
+                r = norm.reward(self.raw_rewards[t, envs], self.dones_np[t, envs] > 0, envs)
+                self.rewards_np[t, envs] = r + self.boot[t, envs]
 
     def _rollout(self, finished_returns, finished_lengths) -> torch.Tensor:
         """``num_steps`` steps of every env with the current policy; returns V(next obs)."""
@@ -186,9 +221,10 @@ class SyncRunner:
     def _rollout_double_buffered(self, finished_returns, finished_lengths) -> torch.Tensor:
         """The same rollout with the envs in two halves on worker processes (the engine's
         send/recv): while the policy acts on one half, the workers step the other. Each half
-        draws its actions from its own generator and books its episodes apart, so the order in
-        which halves come back changes nothing (except running observation/reward
-        normalisation statistics, which are updated in that order)."""
+        draws its actions from its own generator and books its episodes apart, and the
+        normalisation statistics are frozen during the rollout and updated at its end in a
+        fixed order (:meth:`_update_stats_in_order`), so the order in which halves come back
+        changes nothing: training is bit-reproducible."""
         T, half = self.cfg.num_steps, self.cfg.num_envs // 2
         halves = [slice(0, half), slice(half, 2 * half)]
         ids = [np.arange(0, half), np.arange(half, 2 * half)]
@@ -198,16 +234,17 @@ class SyncRunner:
         returns_of: list[list[np.ndarray]] = [[], []]
         lengths_of: list[list[np.ndarray]] = [[], []]
         for h in (0, 1):  # the first actions go out on the observations held since last time
-            self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_generators[h]), ids[h])
+            self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_generators[h], False), ids[h])
         while recorded[0] < T or recorded[1] < T:
             obs, rew, term, trunc, info = self.env.recv()
             h = int(info["env_id"][0]) // half
             t = recorded[h]
-            self._record(t, halves[h], rew, term, trunc, info, returns_of[h], lengths_of[h])
+            self._record(t, halves[h], rew, term, trunc, info, returns_of[h], lengths_of[h], defer=True)
             recorded[h] += 1
             self.held_obs[h] = obs
             if recorded[h] < T:
-                self.env.send(self._act(t + 1, obs, halves[h], self.half_generators[h]), ids[h])
+                self.env.send(self._act(t + 1, obs, halves[h], self.half_generators[h], False), ids[h])
+        self._update_stats_in_order(halves)
         for h in (0, 1):
             finished_returns.extend(returns_of[h])
             finished_lengths.extend(lengths_of[h])
