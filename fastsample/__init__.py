@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from fastsample.engine import ProcessVectorEnv, WorkerDiedError, WorkerError
+from fastsample.engine import CallInterrupted, ProcessVectorEnv, WorkerDiedError, WorkerError
 from fastsample.registration import make_vec, register_with_gymnasium
 from fastsample.vector_env import NumbaVectorEnv
 
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 register_with_gymnasium()
 
 __all__ = [
+    "CallInterrupted",
     "NumbaVectorEnv",
     "ProcessVectorEnv",
     "WorkerDiedError",

@@ -19,6 +19,7 @@ from gymnasium.vector.utils import batch_space
 from envs_numba import core, rng as rng_mod
 from envs_numba.core import EnvKernel
 from fastsample.actions import ActionBuffer
+from fastsample.engine.interrupts import hold_interrupts
 from fastsample.output_slots import OutputSlots
 
 __all__ = ["NumbaVectorEnv", "parse_autoreset_mode"]
@@ -215,7 +216,14 @@ class NumbaVectorEnv(VectorEnv):
                 f"{['reset_mask', *self.kernel.reset_option_keys]}"
             )
         bounds = np.ascontiguousarray(self.kernel.reset_bounds(options), dtype=np.float64)
-        # everything validated: from here on state changes
+        # everything validated: from here on state changes, all of it or (Ctrl-C held until the
+        # end) none of it
+        with hold_interrupts() as held:
+            out = self._reset_masked(seeds, mask, bounds)
+        held.deliver("reset() was interrupted; it took effect", completed=True, result=out)
+        return out
+
+    def _reset_masked(self, seeds, mask, bounds):
         if self._out_slots is not None:
             # the caller may hold the current results, and may have changed them: reset in a
             # free slot, where envs outside reset_mask keep their true last observations
@@ -239,7 +247,10 @@ class NumbaVectorEnv(VectorEnv):
         if not self._has_reset:
             raise ResetNeeded("Cannot call step() before calling reset()")
         self._load_actions(actions)
-        return self._advance()
+        with hold_interrupts() as held:  # a Ctrl-C waits for the (short) kernels: never half a step
+            out = self._advance()
+        held.deliver("step() was interrupted; it took effect", completed=True, result=out)
+        return out
 
     def step_bound(self):
         """Step with the actions already in the bound action buffer (see

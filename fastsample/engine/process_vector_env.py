@@ -40,11 +40,12 @@ from gymnasium.vector.utils import CloudpickleWrapper, batch_space
 
 from fastsample.actions import ActionBuffer
 from fastsample.engine import worker as W
+from fastsample.engine.interrupts import CallInterrupted, hold_interrupts
 from fastsample.engine.python_slice import PythonEnvSlice
 from fastsample.output_slots import OutputSlots
 from fastsample.engine.shared import SharedBatch, array_action_dtype, concat_batches, copy_batch
 
-__all__ = ["ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
+__all__ = ["CallInterrupted", "ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
 
 
 class WorkerError(RuntimeError):
@@ -308,6 +309,7 @@ class ProcessVectorEnv(VectorEnv):
         self._broken: str | None = None
         self._reset_done = False
         self._pending_obs: dict[int, Any] = {}
+        self._orphans: set[int] = set()  # workers whose reply to an interrupted call is to be dropped
         cpus = _allowed_cpus()  # pin within the allowed set, never to a CPU we may not use
         # PR_SET_PDEATHSIG fires when the forking *thread* ends: only from the main thread does
         # that mean the parent's end (workers also watch the parent process itself)
@@ -349,7 +351,9 @@ class ProcessVectorEnv(VectorEnv):
                 lo, hi = self._bounds[0]
                 self._local = W.SliceServer(sub_factory(lo, hi)(), [self._shared.views(lo, hi, k) for k in range(num_slots)],
                                             self.shared_memory, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
-            self._collect([w for w in range(num_workers) if w in self._in_flight], timeout=120.0)
+            starting = [w for w in range(num_workers) if w in self._in_flight]
+            self._collect(starting, timeout=120.0)
+            self._take(starting)
             if num_slots > 1:
                 self._out_slots = OutputSlots([(v.obs, v.rewards, v.terminated, v.truncated) for v in self._slot_views])
                 self._out_slots.seal()  # after every view of ours exists
@@ -359,8 +363,18 @@ class ProcessVectorEnv(VectorEnv):
             raise
 
     # -- worker exchanges ----------------------------------------------------------------
+    #
+    # Interrupt safety. Ctrl-C (KeyboardInterrupt) may arrive at any bytecode. Every change to
+    # the exchange state (signalling workers, reading a reply from its eventfd and recording
+    # it, handing results out) happens inside ``hold_interrupts()``, which holds SIGINT back;
+    # waiting (spinning, poll) happens outside, so Ctrl-C always ends a wait at once. Replies
+    # are recorded in ``_ready`` the moment they are read, and taken from it only together with
+    # the state change that ends the call: after an interrupt at any point the env is either as
+    # before the call, or the call took effect (``CallInterrupted.completed``), or it is still
+    # in flight (``pending_call``), and the matching ``*_wait()`` finishes it.
 
     def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
+        """Start a command on worker ``w`` (in a held section: the caller holds interrupts)."""
         if w == 0 and self._local is not None:  # the inline slice: do it now, result ready
             local = self._local
             self._ready[0] = self._run_local(local.step if code == W.CMD_STEP else lambda: local.message(*message))
@@ -372,6 +386,7 @@ class ProcessVectorEnv(VectorEnv):
             # wake the worker first: it reads the pipe while we fill it, so a message larger
             # than the pipe buffer cannot deadlock
             self._signal(w, code)
+            self._in_flight[w] = what
             self._conns[w].send_bytes(data)
         self._in_flight[w] = what
 
@@ -382,14 +397,31 @@ class ProcessVectorEnv(VectorEnv):
         self._ctrl[w] += 1
 
     def _run_local(self, command: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
-        """Run a command on the inline slice; its reply as a worker would send it."""
+        """Run a command on the inline slice; its reply as a worker would send it. Runs held
+        (a Ctrl-C waits for the slice to finish); a second Ctrl-C stops it half done."""
         try:
-            return command()
+            with hold_interrupts(forceable=True):
+                return command()
         except Exception as exc:
             return W.REPLY_ERROR, W.describe_error(exc)
-        except BaseException:  # Ctrl-C mid-step: this slice may be half done
-            self._broken = "a call was interrupted (KeyboardInterrupt) while this process stepped envs"
+        except BaseException:  # a second Ctrl-C mid-slice: this slice may be half done
+            self._broken = "a call was interrupted twice (a second Ctrl-C) while this process stepped envs"
             raise
+
+    def _held_send(self, start: Callable[[], None], what: str) -> None:
+        """Run ``start`` (which signals workers and sets the state) with interrupts held; a
+        Ctrl-C during it is reported afterwards as the call pending (or, if ``start`` raised
+        after a second Ctrl-C, the env is marked unusable)."""
+        # (a KeyboardInterrupt out of this block is one raised before the section began, when
+        # nothing has happened, or a second Ctrl-C in the inline slice, which marks the env)
+        with hold_interrupts() as held:
+            start()
+        if held.interrupted:
+            pending = self.pending_call
+            if pending is not None:
+                held.deliver(f"{what}() was interrupted after it was sent: {pending}_wait() returns its results",
+                             pending=pending)
+            held.deliver(f"{what}() was interrupted after it was sent; it took effect", completed=True)
 
     def _select_slot(self, k: int) -> None:
         """Commands from now on write their results into slot ``k`` (workers read it when a
@@ -399,8 +431,10 @@ class ProcessVectorEnv(VectorEnv):
 
     def _scratch_slot(self) -> None:
         """Every path but the fast step writes into the scratch slot, never handed out: the
-        caller may hold the other slots. The current results are carried over (envs a reset
-        leaves alone keep them); workers are idle whenever the slot is not already scratch."""
+        caller may hold the other slots. The current results are carried over (envs a step of
+        some workers leaves alone keep them; a reset of some envs takes the others' true
+        observations from the workers); workers are idle whenever the slot is not already
+        scratch."""
         slots = self._out_slots
         if slots is not None and self._views is not self._slot_views[slots.scratch]:
             current, scratch = self._views, self._slot_views[slots.scratch]
@@ -409,27 +443,35 @@ class ProcessVectorEnv(VectorEnv):
                 np.copyto(dst, src)
             self._select_slot(slots.scratch)
 
-    def _poll_once(self, timeout_s: float | None) -> list[tuple[int, int]]:
-        """Wait for replies; return ``[(worker, code)]`` read from done fds. A worker that
-        died while working raises here; one that died idle makes the env unusable."""
+    def _poll_once(self, timeout_s: float | None) -> None:
+        """Wait for replies (interruptible), then record those that came in ``_ready`` (held).
+        A worker that died while working raises here; one that died idle makes the env
+        unusable."""
         ms = None if timeout_s is None else max(0, int(timeout_s * 1000))
         events = self._poll.poll(ms)
-        got = []
-        dead = []
-        for fd, _ in events:
-            kind, w = self._fd_owner[fd]
-            if kind == "died":
-                dead.append((fd, w))
-            else:
-                got.append((w, os.eventfd_read(fd)))
-        for fd, w in dead:
-            if w in self._in_flight and all(w != g for g, _ in got):
-                self._raise_died(w)
-            self._poll.unregister(fd)
-            if self._broken is None and not self._closed_workers:
-                lo, hi = self._bounds[w]
-                self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(self._proc_of[w].exitcode)})"
-        return got
+        if not events:
+            return
+        with hold_interrupts():
+            got = set()
+            dead = []
+            for fd, _ in events:
+                kind, w = self._fd_owner[fd]
+                if kind == "died":
+                    dead.append((fd, w))
+                    continue
+                try:
+                    code = os.eventfd_read(fd)
+                except BlockingIOError:  # already read by a fast-path check
+                    continue
+                self._take_reply(w, code)
+                got.add(w)
+            for fd, w in dead:
+                if w in self._in_flight and w not in got:
+                    self._raise_died(w)
+                self._poll.unregister(fd)
+                if self._broken is None and not self._closed_workers:
+                    lo, hi = self._bounds[w]
+                    self._broken = f"worker {w} (envs {lo}..{hi - 1}) died ({_signal_name(self._proc_of[w].exitcode)})"
 
     def _raise_died(self, w: int) -> None:
         proc = self._proc_of[w]
@@ -439,49 +481,45 @@ class ProcessVectorEnv(VectorEnv):
         self._state = _State.IDLE
         raise WorkerDiedError(self._broken + "; close() this env")
 
-    def _collect(self, workers: list[int], timeout: float | None, *, stop_after: int | None = None) -> dict[int, tuple[int, Any]]:
-        """Wait for replies from ``workers`` (or the first ``stop_after`` envs' worth of
-        them); return ``{worker: (code, payload)}``. Raises on errors, deaths and timeouts."""
-        waiting = set(workers)
-        results: dict[int, tuple[int, Any]] = {}
-        for w in list(waiting):
-            if w in self._ready:
-                results[w] = self._ready.pop(w)
-                waiting.discard(w)
+    def _collect(self, workers: list[int], timeout: float | None, *, stop_after: int | None = None) -> None:
+        """Wait until the replies of ``workers`` (or the first ``stop_after`` envs' worth of
+        them) are in ``_ready``. Raises on deaths and timeouts; a Ctrl-C ends the wait with
+        every reply read so far kept in ``_ready``. The caller takes them (:meth:`_take`)."""
+        waiting = {w for w in workers if w not in self._ready}
         deadline = None if timeout is None else time.monotonic() + timeout
-        envs_done = sum(self._bounds[w][1] - self._bounds[w][0] for w in results)
+        envs_done = sum(self._bounds[w][1] - self._bounds[w][0] for w in workers if w in self._ready)
         while waiting and (stop_after is None or envs_done < stop_after):
             if not any(w in self._in_flight for w in waiting):  # nothing can arrive: never hang
                 raise WorkerError(f"no reply can come from workers {sorted(waiting)}: nothing was sent to them")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                self._ready.update(results)  # keep what arrived; a later wait returns it
                 raise mp.TimeoutError(
                     f"workers {sorted(waiting)} did not answer within {timeout} s; call the wait "
                     f"method again to keep waiting, or close() the env"
                 )
             if self._spin_s:
                 self._spin_for_replies(waiting, remaining)
-            for w, code in self._poll_once(remaining):
-                reply = self._take_reply(w, code)
-                if w not in waiting:  # an async worker finished while we waited for others
-                    self._ready[w] = reply
-                    continue
+            self._poll_once(remaining)
+            for w in [w for w in waiting if w in self._ready]:
                 waiting.discard(w)
-                results[w] = reply
                 envs_done += self._bounds[w][1] - self._bounds[w][0]
+
+    def _take(self, workers) -> dict[int, tuple[int, Any]]:
+        """Take the recorded replies of ``workers`` out of ``_ready`` (call it held, together
+        with the state change that ends the call). Raises the first error among them."""
+        results = {w: self._ready.pop(w) for w in workers}
         self._raise_first_error(results)
         return results
 
-    def _take_reply(self, w: int, code: int) -> tuple[int, Any]:
-        """Worker ``w``'s reply, whose ``code`` was just read from its done fd."""
+    def _take_reply(self, w: int, code: int) -> None:
+        """Record worker ``w``'s reply, whose ``code`` was just read from its done fd (held)."""
         self._done_seen[w] += 1
         try:
             payload = self._conns[w].recv() if code != W.REPLY_OK else None
         except (EOFError, OSError):  # died while sending its reply
             self._raise_died(w)
         self._in_flight.pop(w, None)
-        return code, payload
+        self._ready[w] = (code, payload)
 
     def _raise_first_error(self, results: dict[int, tuple[int, Any]]) -> None:
         errors = [(w, p) for w, (c, p) in results.items() if c == W.REPLY_ERROR]
@@ -491,21 +529,24 @@ class ProcessVectorEnv(VectorEnv):
             lo, hi = self._bounds[w]
             raise _rebuild_exception(w, lo, hi, payload)
 
-    def _try_reply(self, w: int) -> tuple[int, Any] | None:
-        """Worker ``w``'s step reply if it comes within the spin time, read without blocking
-        in the kernel; ``None`` if not (then ``_collect`` waits for it, watching for death)."""
+    def _try_reply(self, w: int) -> bool:
+        """Record worker ``w``'s step reply if it comes within the spin time, read without
+        blocking in the kernel; False if not (then ``_collect`` waits for it, watching for
+        death)."""
         if self._spin_s:
             ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
             clock = time.perf_counter
             deadline = clock() + self._spin_s
             while ctrl[slot] == seen:
                 if clock() > deadline:
-                    return None
-        try:
-            code = os.eventfd_read(self._done_fd_of[w])
-        except BlockingIOError:  # not yet signalled
-            return None
-        return self._take_reply(w, code)
+                    return False
+        with hold_interrupts():
+            try:
+                code = os.eventfd_read(self._done_fd_of[w])
+            except BlockingIOError:  # not yet signalled
+                return False
+            self._take_reply(w, code)
+        return True
 
     def _spin_for_replies(self, waiting: set[int], remaining: float | None) -> None:
         """Busy-poll the reply counters briefly, so a reply that comes soon is read without
@@ -526,11 +567,24 @@ class ProcessVectorEnv(VectorEnv):
         if self._broken is not None:
             raise WorkerError(f"{self._broken}; close() this env")
 
+    def _drain_orphans(self) -> None:
+        """Wait for the replies of a synchronous call (``get_attr``, ``call_envs``, ...) that
+        Ctrl-C interrupted, and drop them, so the workers are idle again."""
+        if self._orphans:
+            workers = sorted(self._orphans)
+            self._collect(workers, None)
+            with hold_interrupts():
+                for w in workers:
+                    self._ready.pop(w, None)
+                self._orphans.clear()
+
     def _assert_idle(self, what: str) -> None:
         self._check_usable()
+        self._drain_orphans()
         if self._state is not _State.IDLE:
             raise AlreadyPendingCallError(
-                f"Calling `{what}` while waiting for a pending call to `{self._state.value}` to complete",
+                f"Calling `{what}` while waiting for a pending call to `{self._state.value}` to complete"
+                f" (call {self._state.value}_wait() to finish it)",
                 str(self._state.value),
             )
         if self._in_flight or self._ready:
@@ -539,6 +593,20 @@ class ProcessVectorEnv(VectorEnv):
                 f"Calling `{what}` while workers {busy} hold asynchronous results (send/async_reset); recv() them first",
                 "send",
             )
+
+    @property
+    def pending_call(self) -> str | None:
+        """``"step"``, ``"reset"`` or ``"call"`` while a call was sent and its ``*_wait()`` has
+        not returned (after ``step_async``, or a ``step()`` that Ctrl-C interrupted); None when
+        idle."""
+        return None if self._state is _State.IDLE else self._state.value
+
+    def _interrupted_wait(self, what: str) -> CallInterrupted:
+        pending = self.pending_call
+        if pending is not None and self._broken is None:
+            return CallInterrupted(f"{what}() was interrupted while waiting for the workers; the call is in flight: "
+                                   f"{pending}_wait() returns its results", pending=pending)
+        return CallInterrupted(f"{what}() was interrupted while waiting; nothing was taken")
 
     # -- results -------------------------------------------------------------------------
 
@@ -567,8 +635,8 @@ class ProcessVectorEnv(VectorEnv):
         seeds = check_seed_list(seed, self.num_envs)
         return [seeds[lo:hi] for lo, hi in self._bounds]
 
-    def reset_async(self, seed: int | list[int | None] | None = None, options: dict | None = None) -> None:
-        self._assert_idle("reset_async")
+    def _reset_targets_for(self, seed, options) -> list[tuple[int, Any, Any]]:
+        """Validate reset arguments; the ``(worker, seeds, options)`` to send, in send order."""
         seed_slices = self._seed_slices(seed)
         options = dict(options) if options else {}
         mask = options.pop("reset_mask", None)
@@ -588,58 +656,97 @@ class ProcessVectorEnv(VectorEnv):
                 sub_options["reset_mask"] = mask[lo:hi].copy()
             targets.append((w, seed_slices[w], sub_options or None))
         targets.sort(key=lambda t: self._order.index(t[0]))
+        return targets
+
+    def _start_reset(self, targets) -> None:
         self._scratch_slot()
+        self._state = _State.WAITING_RESET
+        self._reset_targets = [w for w, _, _ in targets]
         for w, seeds, sub_options in targets:
             self._send(w, W.CMD_MESSAGE, ("reset", (seeds, sub_options)), what="reset")
-        self._reset_targets = [w for w, _, _ in targets]
-        self._state = _State.WAITING_RESET
+
+    def reset_async(self, seed: int | list[int | None] | None = None, options: dict | None = None) -> None:
+        self._assert_idle("reset_async")
+        targets = self._reset_targets_for(seed, options)
+        self._held_send(lambda: self._start_reset(targets), "reset_async")
 
     def reset_wait(self, timeout: float | None = None) -> tuple[Any, dict[str, Any]]:
         self._check_usable()
         if self._state is not _State.WAITING_RESET:
             raise NoAsyncCallError("Calling `reset_wait` without any prior call to `reset_async`.", _State.WAITING_RESET.value)
-        results = self._collect(self._reset_targets, timeout)
-        self._state = _State.IDLE
-        self._reset_done = True
-        return self._obs_out(results), self._infos(results)
+        try:
+            self._collect(self._reset_targets, timeout)
+        except KeyboardInterrupt:
+            raise self._interrupted_wait("reset_wait") from None
+        with hold_interrupts() as held:
+            results = self._take(self._reset_targets)
+            self._state = _State.IDLE
+            self._reset_done = True
+            out = self._obs_out(results), self._infos(results)
+        held.deliver("reset() was interrupted as it finished; it took effect", completed=True, result=out)
+        return out
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         self.reset_async(seed=seed, options=options)
         return self.reset_wait()
+
+    def _start_step(self, actions: Any) -> None:
+        if self._arrays_for_actions:
+            if actions is not self._views.actions:
+                np.copyto(self._views.actions, actions, casting="unsafe")
+            self._state = _State.WAITING_STEP
+            for w in self._order:
+                self._send(w, W.CMD_STEP)
+        else:
+            self._state = _State.WAITING_STEP
+            for w in self._order:
+                lo, hi = self._bounds[w]
+                self._send(w, W.CMD_MESSAGE, ("step", _slice_actions(self.action_space, actions, lo, hi)))
 
     def step_async(self, actions: Any) -> None:
         self._assert_idle("step_async")
         if not self._reset_done:
             raise gym.error.ResetNeeded("Cannot call step() before calling reset()")
         loaded = self._checker.load(actions)
-        self._scratch_slot()
-        if self._arrays_for_actions:
-            if loaded is not self._views.actions:
-                np.copyto(self._views.actions, loaded, casting="unsafe")
-            for w in self._order:
-                self._send(w, W.CMD_STEP)
-        else:
-            for w in self._order:
-                lo, hi = self._bounds[w]
-                self._send(w, W.CMD_MESSAGE, ("step", _slice_actions(self.action_space, actions, lo, hi)))
-        self._state = _State.WAITING_STEP
+
+        def start():
+            self._scratch_slot()
+            self._start_step(loaded)
+
+        self._held_send(start, "step_async")
+
+    def _finish_step(self, workers) -> tuple:
+        """Take the step's replies and hand its results out (call it held)."""
+        results = self._take(workers)
+        self._state = _State.IDLE
+        v = self._views
+        infos = self._infos(results) if any(c == W.REPLY_MESSAGE for c, _ in results.values()) else {}
+        slots = self._out_slots
+        if slots is not None and v is not self._slot_views[slots.scratch]:  # a slot the caller may keep
+            return v.obs, v.rewards, v.terminated, v.truncated, infos
+        if self.copy:
+            obs = self._obs_out(results)
+            return obs, v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), infos
+        return self._obs_out(results), v.rewards, v.terminated, v.truncated, infos
 
     def step_wait(self, timeout: float | None = None):
         self._check_usable()
         if self._state is not _State.WAITING_STEP:
             raise NoAsyncCallError("Calling `step_wait` without any prior call to `step_async`.", _State.WAITING_STEP.value)
-        results = self._collect(list(range(self.num_workers)), timeout)
-        self._state = _State.IDLE
-        v = self._views
-        obs = self._obs_out(results)
-        infos = self._infos(results)
-        if self.copy:
-            return obs, v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), infos
-        return obs, v.rewards, v.terminated, v.truncated, infos
+        workers = list(range(self.num_workers))
+        try:
+            self._collect(workers, timeout)
+        except KeyboardInterrupt:
+            raise self._interrupted_wait("step_wait") from None
+        with hold_interrupts() as held:
+            out = self._finish_step(workers)
+        held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
+        return out
 
     def step(self, actions):
         if (self._state is _State.IDLE and self._reset_done and self._arrays_for_actions and self.shared_memory
-                and not self._in_flight and not self._ready and self._broken is None and not self.closed):
+                and not self._in_flight and not self._ready and not self._orphans and self._broken is None
+                and not self.closed):
             return self._step_fast(actions)
         self.step_async(actions)
         return self.step_wait()
@@ -648,50 +755,55 @@ class ProcessVectorEnv(VectorEnv):
         """``step_async`` + ``step_wait`` for the common case (array actions, shared memory,
         nothing else pending) with less Python in between; same results and errors."""
         loaded = self._checker.load(actions)
-        slot = None
-        if self._out_slots is not None:
-            slot = self._out_slots.free()
-            if self._views is not self._slot_views[slot]:
-                self._select_slot(slot)
-        v = self._views
-        if loaded is not v.actions:
-            np.copyto(v.actions, loaded, casting="unsafe")
-        self._state = _State.WAITING_STEP
-        remote = self._remote
-        for w in remote:
-            self._signal(w, W.CMD_STEP)
-            self._in_flight[w] = "step"
-        results: dict[int, tuple[int, Any]] = {}
-        if self._local is not None:
-            results[0] = self._run_local(self._local.step)
-        for i, w in enumerate(remote):
-            reply = self._try_reply(w)
-            if reply is None:  # not there within the spin: wait in the kernel, watching for deaths
-                results.update(self._collect(remote[i:], None))
-                break
-            results[w] = reply
-        codes = {code for code, _ in results.values()}
-        if W.REPLY_ERROR in codes:
-            self._raise_first_error(results)
-        self._state = _State.IDLE
-        infos = self._infos(results) if W.REPLY_MESSAGE in codes else {}
-        if slot is not None and slot != self._out_slots.scratch:  # a slot the caller may keep
-            return v.obs, v.rewards, v.terminated, v.truncated, infos
-        if self.copy:
-            return copy_batch(v.obs), v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), infos
-        return v.obs, v.rewards, v.terminated, v.truncated, infos
+        with hold_interrupts() as held:  # (see _held_send)
+            if self._out_slots is not None:
+                slot = self._out_slots.free()
+                if self._views is not self._slot_views[slot]:
+                    self._select_slot(slot)
+            v = self._views
+            if loaded is not v.actions:
+                np.copyto(v.actions, loaded, casting="unsafe")
+            self._state = _State.WAITING_STEP
+            remote = self._remote
+            for w in remote:
+                self._signal(w, W.CMD_STEP)
+                self._in_flight[w] = "step"
+            if self._local is not None:
+                self._ready[0] = self._run_local(self._local.step)
+        held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
+                     pending="step")
+        try:
+            for i, w in enumerate(remote):
+                if w in self._ready:
+                    continue
+                if not self._try_reply(w):  # not there within the spin: wait in the kernel, watching for deaths
+                    self._collect(remote[i:], None)
+                    break
+        except KeyboardInterrupt:
+            raise self._interrupted_wait("step") from None
+        with hold_interrupts() as held:
+            out = self._finish_step(range(self.num_workers))
+        held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
+        return out
 
     # -- EnvPool-style asynchronous API ------------------------------------------------------
 
     def async_reset(self, seed: int | list[int | None] | None = None) -> None:
         """Reset every env; the reset observations come back through ``recv()``."""
-        self.reset_async(seed=seed)
-        self._state = _State.IDLE  # the resets are now ordinary in-flight work for recv()
-        self._reset_done = True
+        self._assert_idle("async_reset")
+        targets = self._reset_targets_for(seed, None)
+
+        def start():
+            self._start_reset(targets)
+            self._state = _State.IDLE  # the resets are now ordinary in-flight work for recv()
+            self._reset_done = True
+
+        self._held_send(start, "async_reset")
 
     def send(self, actions: Any, env_ids: Any) -> None:
         """Step the envs ``env_ids`` (whole workers, as returned in ``info["env_id"]``)."""
         self._check_usable()
+        self._drain_orphans()
         if self._state is not _State.IDLE:
             raise AlreadyPendingCallError(f"Calling `send` while waiting for `{self._state.value}`", self._state.value)
         ids = np.asarray(env_ids)
@@ -704,27 +816,40 @@ class ProcessVectorEnv(VectorEnv):
         sub_checker = ActionBuffer(self.single_action_space, len(ids))
         loaded = sub_checker.load(actions)
         order = np.argsort(ids, kind="stable")
-        self._scratch_slot()
-        self._views.actions[ids[order]] = loaded[order]
-        for w in sorted(workers, key=self._order.index):
-            self._send(w, W.CMD_STEP)
+
+        def start():
+            self._scratch_slot()
+            self._views.actions[ids[order]] = loaded[order]
+            for w in sorted(workers, key=self._order.index):
+                self._send(w, W.CMD_STEP)
+
+        self._held_send(start, "send")
 
     def recv(self, timeout: float | None = None):
         """The next ``batch_size`` envs to finish: ``(obs, rewards, terminated, truncated, info)``
         with ``info["env_id"]`` naming them."""
         self._check_usable()
+        self._drain_orphans()
         pending = sorted(set(self._in_flight) | set(self._ready))
         if not pending:
             raise NoAsyncCallError("Calling `recv` with no envs in flight: async_reset() or send() first", "recv")
-        results = self._collect(pending, timeout, stop_after=self.batch_size)
-        workers = sorted(results)
-        taken, count = [], 0
-        for w in workers:  # exactly batch_size envs; extras wait for the next recv
-            if count >= self.batch_size:
-                self._ready[w] = results.pop(w)
-                continue
-            taken.append(w)
-            count += self._bounds[w][1] - self._bounds[w][0]
+        try:
+            self._collect(pending, timeout, stop_after=self.batch_size)
+        except KeyboardInterrupt:
+            raise self._interrupted_wait("recv") from None
+        with hold_interrupts() as held:
+            taken, count = [], 0
+            for w in sorted(w for w in pending if w in self._ready):  # exactly batch_size envs
+                if count >= self.batch_size:
+                    break
+                taken.append(w)
+                count += self._bounds[w][1] - self._bounds[w][0]
+            results = self._take(taken)
+            out = self._recv_batch(taken, results)
+        held.deliver("recv() was interrupted as it finished; it took effect", completed=True, result=out)
+        return out
+
+    def _recv_batch(self, taken: list[int], results: dict[int, tuple[int, Any]]):
         v = self._views
         ids = np.concatenate([np.arange(*self._bounds[w]) for w in taken])
         lo_hi = [self._bounds[w] for w in taken]
@@ -772,17 +897,29 @@ class ProcessVectorEnv(VectorEnv):
 
     def call_async(self, name: str, *args: Any, **kwargs: Any) -> None:
         self._assert_idle("call_async")
-        for w in self._order:
-            self._send(w, W.CMD_MESSAGE, ("call", (name, args, kwargs)), what="call")
-        self._state = _State.WAITING_CALL
+
+        def start():
+            self._state = _State.WAITING_CALL
+            for w in self._order:
+                self._send(w, W.CMD_MESSAGE, ("call", (name, args, kwargs)), what="call")
+
+        self._held_send(start, "call_async")
 
     def call_wait(self, timeout: float | None = None) -> tuple[Any, ...]:
         self._check_usable()
         if self._state is not _State.WAITING_CALL:
             raise NoAsyncCallError("Calling `call_wait` without any prior call to `call_async`.", _State.WAITING_CALL.value)
-        results = self._collect(list(range(self.num_workers)), timeout)
-        self._state = _State.IDLE
-        return tuple(x for w in range(self.num_workers) for x in results[w][1])
+        workers = list(range(self.num_workers))
+        try:
+            self._collect(workers, timeout)
+        except KeyboardInterrupt:
+            raise self._interrupted_wait("call_wait") from None
+        with hold_interrupts() as held:
+            results = self._take(workers)
+            self._state = _State.IDLE
+            out = tuple(x for w in range(self.num_workers) for x in results[w][1])
+        held.deliver("call() was interrupted as it finished; it took effect", completed=True, result=out)
+        return out
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         self.call_async(name, *args, **kwargs)
@@ -817,9 +954,7 @@ class ProcessVectorEnv(VectorEnv):
         local: dict[int, list[int]] = {}
         for w, j in targets:
             local.setdefault(w, []).append(j)
-        for w, js in sorted(local.items(), key=lambda item: self._order.index(item[0])):
-            self._send(w, W.CMD_MESSAGE, ("call_envs", (fn, js)), what="call_envs")
-        results = self._collect(list(local), timeout=None)
+        results = self._sync_exchange("call_envs", {w: ("call_envs", (fn, js)) for w, js in local.items()})
         answers = {w: iter(results[w][1]) for w in local}
         return tuple(next(answers[w]) for w, _ in targets)
 
@@ -831,12 +966,35 @@ class ProcessVectorEnv(VectorEnv):
 
     def _roundtrip(self, name: str, payload: Callable[[int], Any]) -> Any:
         self._assert_idle(name)
-        for w in self._order:
-            self._send(w, W.CMD_MESSAGE, (name, payload(w)), what=name)
-        results = self._collect(list(range(self.num_workers)), timeout=None)
+        results = self._sync_exchange(name, {w: (name, payload(w)) for w in range(self.num_workers)})
         if name == "set_attr":
             return None
         return tuple(x for w in range(self.num_workers) for x in results[w][1])
+
+    def _sync_exchange(self, name: str, messages: dict[int, Any]) -> dict[int, tuple[int, Any]]:
+        """Send ``messages`` (``{worker: message}``) and wait for every reply. Ctrl-C while
+        waiting leaves the replies to be dropped by the next call (it waits for them)."""
+        workers = sorted(messages, key=self._order.index)
+
+        def start():
+            for w in workers:
+                self._send(w, W.CMD_MESSAGE, messages[w], what=name)
+
+        with hold_interrupts() as held:  # (see _held_send)
+            start()
+        try:
+            if held.interrupted:
+                raise KeyboardInterrupt
+            self._collect(workers, None)
+        except KeyboardInterrupt:
+            with hold_interrupts():
+                self._orphans.update(workers)
+            raise CallInterrupted(f"{name}() was interrupted; its result is dropped (the next call waits for the "
+                                  f"workers to finish it)") from None
+        with hold_interrupts() as held:
+            results = self._take(workers)
+        held.deliver(f"{name}() was interrupted as it finished; it took effect", completed=True, result=None)
+        return results
 
     @property
     def worker_pids(self) -> dict[int, int]:
@@ -854,6 +1012,7 @@ class ProcessVectorEnv(VectorEnv):
             return
         self._closed_workers = True
         terminate = terminate or self._broken is not None
+        interrupted = None
         if not terminate:
             try:
                 if self._in_flight or self._ready or self._state is not _State.IDLE:
@@ -861,11 +1020,15 @@ class ProcessVectorEnv(VectorEnv):
                     self._collect(sorted(set(self._in_flight) | set(self._ready)), timeout=timeout or 5.0)
                     self._ready.clear()
                     self._state = _State.IDLE
-                for w in self._order:
-                    self._send(w, W.CMD_MESSAGE, ("close", None), what="close")
+                with hold_interrupts():
+                    for w in self._order:
+                        self._send(w, W.CMD_MESSAGE, ("close", None), what="close")
                 self._collect(list(range(self.num_workers)), timeout=timeout or 5.0)
+                self._take(range(self.num_workers))
             except Exception:
                 terminate = True
+            except KeyboardInterrupt as exc:  # Ctrl-C while closing: end the workers now, then stop
+                terminate, interrupted = True, exc
         if terminate and self._local is not None:
             try:
                 self._local.sub.close()
@@ -873,6 +1036,8 @@ class ProcessVectorEnv(VectorEnv):
                 pass
         self._finalizer.detach()
         self._finalize(self._processes, self._cmd_fds, self._done_fds, self._conns, terminate=terminate)
+        if interrupted is not None:
+            raise interrupted
 
     @staticmethod
     def _finalize(processes, cmd_fds, done_fds, conns, terminate: bool = True) -> None:
