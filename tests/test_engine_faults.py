@@ -156,8 +156,9 @@ def test_close_terminate_while_pending(no_leaks):
 
 
 def test_interrupted_inline_step_makes_the_env_unusable_not_hung(no_leaks, monkeypatch):
-    """Ctrl-C while the calling process steps its own slice: a clear error afterwards, and
-    close() still ends the workers."""
+    """A KeyboardInterrupt raised inside the envs this process steps itself (a second Ctrl-C,
+    or the env's own code; a first Ctrl-C waits for the slice, see test_engine_interrupts): a
+    clear error afterwards, and close() still ends the workers."""
     env = fastsample.make_vec("CartPole-v1", 4, num_workers=2)
     env.reset(seed=0)
 
