@@ -298,7 +298,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
         # inherit this handler
         stop = stack.enter_context(_StopFlag())
         try:
-            runner.start()
+            runner.start(should_stop=lambda: stop.signum is not None)
         except Exception as err:
             if not _caused_by_stop(stop, err):
                 raise

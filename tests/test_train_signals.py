@@ -106,3 +106,30 @@ def test_sigkilled_async_trainer_leaves_no_process_or_shm(tmp_path):
         assert not leaked_shm(before, [proc.pid, *(c.pid for c in children)])
     finally:
         _reap(proc, children)
+
+
+def test_sigterm_during_async_start_up_stops_cleanly(tmp_path):
+    """SIGTERM while the samplers are still starting (imports, JIT): the learner stops waiting
+    for them, saves a checkpoint of the initial state and exits 143; nothing is left."""
+    run = tmp_path / "run"
+    before = shm_entries()
+    proc = _spawn(run, "--mode", "async", "--num-workers", "2", "--num-envs", "64")
+    children = []
+    try:
+        t0 = time.monotonic()
+        while len([c for c in psutil.Process(proc.pid).children() if "resource_tracker" not in " ".join(c.cmdline())]) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - t0 < 60, "the samplers never started"
+            time.sleep(0.02)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err, err
+        assert json.loads((run / "summary.json").read_text())["interrupted"]
+        assert (run / "checkpoints" / "latest.pt").exists()
+        psutil.wait_procs(children, timeout=5)
+        assert not _alive(children)
+        assert not leaked_shm(before, [proc.pid, *(c.pid for c in children)])
+    finally:
+        _reap(proc, children)

@@ -102,7 +102,9 @@ class AsyncRunner:
         buf[self.n_params + self.obs_dim:] = self.normalizer.obs_rms.var.reshape(-1)
         self.version = self.weights.publish(buf)
 
-    def start(self) -> None:
+    def start(self, should_stop=None) -> None:
+        """Start the samplers and wait until every one has built its envs and policy (imports
+        and JIT: seconds); returns early, samplers not ready, once ``should_stop()`` is true."""
         self._publish()
         for s in range(self.num_slots):
             self.free_q.put(s)
@@ -115,6 +117,8 @@ class AsyncRunner:
             self.procs.append(p)
         last_check = time.monotonic()  # start-up (imports, JIT) ends when every sampler has built its envs
         while self.control.ready_count() < self.K:
+            if should_stop is not None and should_stop():
+                return
             time.sleep(0.01)
             if time.monotonic() - last_check >= 0.5:
                 self._check_samplers()
@@ -246,9 +250,13 @@ class AsyncRunner:
         return False
 
     def close(self) -> None:
-        """Stop the samplers (they see the stop flag within 0.1 s, or after the slot they are
-        filling); one still running after 5 s is killed (samplers ignore SIGTERM)."""
+        """Stop the samplers: a sampler still starting up (imports, JIT) is killed at once, the
+        others see the stop flag within 0.1 s (or after the slot they are filling); one still
+        running after 5 s is killed (samplers ignore SIGTERM)."""
         self.control.stop()
+        for k, p in enumerate(self.procs):
+            if not self.control.is_ready(k) and p.is_alive():
+                p.kill()
         deadline = time.monotonic() + 5.0
         for p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -70,8 +70,9 @@ class SyncRunner:
 
     # -- start-up --------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Reset the envs and warm up torch (one forward/backward on dummy data; no RNG draws)."""
+    def start(self, should_stop=None) -> None:
+        """Reset the envs and warm up torch (one forward/backward on dummy data; no RNG draws).
+        (``should_stop`` is for the async runner's long start-up; this one is short.)"""
         if self.cfg.double_buffer:
             if self.held_obs[0] is None:
                 self._start_double_buffered(self.cfg.seed)

@@ -138,5 +138,8 @@ class Control:
     def set_ready(self, k: int) -> None:
         self.array[1 + k] = 1
 
+    def is_ready(self, k: int) -> bool:
+        return bool(self.array[1 + k])
+
     def ready_count(self) -> int:
         return int(self.array[1:].sum())
