@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -323,10 +324,10 @@ def codegen_targets() -> dict[str, dict[str, str]]:
     import llvmlite.binding as llvm
 
     have = host_features()
-    targets: dict[str, dict[str, str]] = {"host": {}, "generic": {"NUMBA_CPU_NAME": "generic"},
-                                          "x86-64-v2": {"NUMBA_CPU_NAME": "x86-64-v2"}}
-    if llvm.get_host_cpu_name() == "generic" or not have:  # not x86 or unknown to LLVM
+    targets: dict[str, dict[str, str]] = {"host": {}, "generic": {"NUMBA_CPU_NAME": "generic"}}
+    if platform.machine().lower() not in ("x86_64", "amd64"):
         return targets
+    targets["x86-64-v2"] = {"NUMBA_CPU_NAME": "x86-64-v2"}
     if set(_V3) <= have:
         targets["x86-64-v3"] = {"NUMBA_CPU_NAME": "x86-64-v3"}
     if set(_V4) <= have:

@@ -8,6 +8,8 @@ and 257 side by side with gymnasium, the bookkeeping self-check, and no masked l
 in any kernel's optimised IR.
 """
 
+import platform
+
 import pytest
 
 from fastsample import check
@@ -22,7 +24,9 @@ def reports():
 
 
 def test_matrix_covers_the_required_targets():
-    assert {"host", "generic", "x86-64-v2"} <= set(TARGETS)
+    assert {"host", "generic"} <= set(TARGETS)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert "x86-64-v2" in TARGETS
     have = check.host_features()
     if {"avx2", "fma", "bmi2"} <= have:
         assert "x86-64-v3" in TARGETS
