@@ -24,8 +24,8 @@ after the call returned, before its result was stored, or before it began), one 
 probe step tells: it must match the reference with the call applied or without it.
 
 Reported: interrupts, how each was recovered, hangs (calls over 5 s), lost envs (an env that
-raised anything but the interrupt afterwards), wrong results. Exit status 1 unless all three
-are zero.
+raised anything but the interrupt afterwards), wrong results, and /dev/shm entries left. Exit
+status 1 unless all are zero.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import argparse
 import ctypes
 import faulthandler
 import functools
+import os
 import random
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -159,17 +160,31 @@ def interrupted_call(fn: Callable[[], Any], delay: float | None, stats: Stats):
     stats.slowest_s = max(stats.slowest_s, elapsed)
     if elapsed > WATCHDOG_S:
         stats.hangs += 1
-    return result, exc, fired or exc is not None
+    return result, exc, fired or exc is not None, elapsed
 
 
 def timed_call(fn: Callable[[], Any], stats: Stats) -> tuple[Any, float]:
     """``fn()`` through :func:`interrupted_call` with a timer armed far away: how long a call
     takes from arming to the end, the range the interrupts are drawn from."""
-    t0 = time.perf_counter()
-    result, exc, _ = interrupted_call(fn, 60.0, stats)
+    result, exc, _, elapsed = interrupted_call(fn, 60.0, stats)
     if exc is not None:
         raise exc
-    return result, time.perf_counter() - t0
+    return result, elapsed
+
+
+class Durations:
+    """How long each kind of call takes lately (median of the last 50 uninterrupted ones): the
+    interrupts are drawn from 0..1.5x that, so they land inside calls however the load on the
+    machine changes."""
+
+    def __init__(self):
+        self.samples: dict[str, deque] = {}
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.samples.setdefault(kind, deque(maxlen=50)).append(seconds)
+
+    def __getitem__(self, kind: str) -> float:
+        return float(np.median(self.samples[kind]))
 
 
 def _snap(result) -> tuple:
@@ -196,7 +211,7 @@ class SyncSoak:
         self.log: list[tuple] = []  # every call that took effect, to rebuild the reference
         self.stats, self.rng, self.name = stats, rng, name
         self.np_rng = np.random.default_rng(rng.randrange(2**32))
-        self.durations: dict[str, float] = {}
+        self.durations = Durations()
 
     def close(self):
         self.env.close()
@@ -225,14 +240,16 @@ class SyncSoak:
     def measure(self):
         self.expect(self.apply(self.env, ("reset_seed", 0)), ("reset_seed", 0))
         for kind in ("step", "reset_mask"):
-            times = []
             for _ in range(30):
                 op = ("step", self.np_rng.integers(0, 2, N)) if kind == "step" else self.random_op_of("reset_mask")
                 res, elapsed = timed_call(lambda: self.apply(self.env, op), self.stats)
-                times.append(elapsed)
+                self.durations.add(kind, elapsed)
                 self.expect(res, op)
-            self.durations[kind] = float(np.median(times))
-        self.durations["reset_seed"] = self.durations["reset_mask"]
+        for _ in range(5):
+            op = self.random_op_of("reset_seed")
+            res, elapsed = timed_call(lambda: self.apply(self.env, op), self.stats)
+            self.durations.add("reset_seed", elapsed)
+            self.expect(res, op)
 
     def random_op_of(self, kind):
         while True:
@@ -260,8 +277,9 @@ class SyncSoak:
         delay = self.rng.uniform(0, 1.5 * self.durations[op[0]])
         if self.rng.random() < 0.1:
             delay = 0.0
-        res, exc, fired = interrupted_call(lambda: self.apply(self.env, op), delay, self.stats)
+        res, exc, fired, elapsed = interrupted_call(lambda: self.apply(self.env, op), delay, self.stats)
         if not fired:
+            self.durations.add(op[0], elapsed)
             self.expect(res, op)
             return
         self.stats.interrupts += 1
@@ -280,13 +298,13 @@ class SyncSoak:
         if pending is not None:
             self.stats.outcomes[f"in flight, finished with {pending}_wait()"] += 1
             wait = self.env.step_wait if pending == "step" else self.env.reset_wait
-            res, exc2, _ = interrupted_call(wait, None, self.stats)
+            res, exc2, _, _ = interrupted_call(wait, None, self.stats)
             self.expect(res, op)
             return
         # did it take effect? one uninterrupted probe step tells
         resolved = "plain KeyboardInterrupt, resolved by a probe step: "
         probe = ("step", self.np_rng.integers(0, 2, N))
-        got, exc2, _ = interrupted_call(lambda: self.apply(self.env, probe), None, self.stats)
+        got, exc2, _, _ = interrupted_call(lambda: self.apply(self.env, probe), None, self.stats)
         got = _snap(got)
         without = _snap(self.apply(self.ref, probe))
         applied_ref = self.rebuilt([op])
@@ -321,7 +339,7 @@ class SendRecvSoak:
         self.np_rng = np.random.default_rng(rng.randrange(2**32))
         self.expected: dict[int, tuple | None] = {}
         self.held: set[int] = set()
-        self.durations = {}
+        self.durations = Durations()
 
     def close(self):
         self.env.close()
@@ -335,17 +353,15 @@ class SendRecvSoak:
         self.env.async_reset(seed=0)
         for h in range(2):
             self.expected[h] = _snap(self.refs[h].reset(seed=h * (N // 2)))
-        t_send, t_recv = [], []
         for _ in range(30):
             res, elapsed = timed_call(self.env.recv, self.stats)
             self.recv_checked(res)
-            t_recv.append(elapsed)
+            self.durations.add("recv", elapsed)
             h = next(iter(self.held))
             actions = self.actions()
             _, elapsed = timed_call(lambda: self.env.send(actions, self.halves[h]), self.stats)
-            t_send.append(elapsed)
-            self.send_effect(h, actions, True)
-        self.durations = {"send": float(np.median(t_send)), "recv": float(np.median(t_recv))}
+            self.durations.add("send", elapsed)
+            self.send_effect(h, actions)
 
     def actions(self):
         return self.np_rng.integers(0, 2, N // 2)
@@ -363,9 +379,7 @@ class SendRecvSoak:
             raise SoakFailure(f"{self.name}: wrong recv result for half {h}")
         self.held.add(h)
 
-    def send_effect(self, h, actions, res):
-        if res is None:
-            self.env.send(actions, self.halves[h])
+    def send_effect(self, h, actions):
         self.held.discard(h)
         self.expected[h] = _snap(self.refs[h].step(actions))
 
@@ -375,9 +389,12 @@ class SendRecvSoak:
             h = self.rng.choice(sorted(self.held))
             actions = self.actions()
             delay = self.rng.uniform(0, 1.5 * self.durations["send"])
-            _, exc, fired = interrupted_call(lambda: self.env.send(actions, self.halves[h]), delay, self.stats)
+            _, exc, fired, elapsed = interrupted_call(lambda: self.env.send(actions, self.halves[h]), delay,
+                                                      self.stats)
             if fired:
                 self.stats.interrupts += 1
+            else:
+                self.durations.add("send", elapsed)
             if exc is None or self.worker_busy(h):
                 if fired:
                     self.stats.outcomes["send: took effect"] += 1
@@ -388,9 +405,11 @@ class SendRecvSoak:
             return
         before = {h for h in range(2) if self.worker_busy(h)}
         delay = self.rng.uniform(0, 1.5 * self.durations["recv"])
-        res, exc, fired = interrupted_call(self.env.recv, delay, self.stats)
+        res, exc, fired, elapsed = interrupted_call(self.env.recv, delay, self.stats)
         if fired:
             self.stats.interrupts += 1
+        else:
+            self.durations.add("recv", elapsed)
         if res is None and isinstance(exc, CallInterrupted) and exc.completed:
             res = exc.result
         if res is not None:
@@ -488,6 +507,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=list(KINDS))
     args = parser.parse_args(argv)
     total = Stats()
+    shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     share = -(-args.interrupts // len(args.kinds))
     t0 = time.monotonic()
     failed = False
@@ -507,7 +527,10 @@ def main(argv=None) -> int:
     print(f"total: {total.interrupts} interrupts, {total.calls} calls in {time.monotonic() - t0:.0f} s; "
           f"hangs {total.hangs}, envs lost {total.lost}, wrong results {total.wrong}; slowest call "
           f"{total.slowest_s * 1e3:.1f} ms (watchdog {WATCHDOG_S:.0f} s)")
-    ok = not failed and total.hangs == 0 and total.lost == 0 and total.wrong == 0
+    shm_left = (set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()) - shm_before
+    shm_left = {name for name in shm_left if name.startswith(f"pym-{os.getpid()}-")}  # ours only
+    print(f"/dev/shm entries left by this run: {len(shm_left)}")
+    ok = not failed and total.hangs == 0 and total.lost == 0 and total.wrong == 0 and not shm_left
     return 0 if ok else 1
 
 
