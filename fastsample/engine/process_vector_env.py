@@ -43,7 +43,7 @@ from fastsample.engine import worker as W
 from fastsample.engine.interrupts import CallInterrupted, hold_interrupts
 from fastsample.engine.python_slice import PythonEnvSlice
 from fastsample.output_slots import OutputSlots
-from fastsample.engine.shared import SharedBatch, array_action_dtype, concat_batches, copy_batch
+from fastsample.engine.shared import SharedBatch, SharedBlock, array_action_dtype, concat_batches, copy_batch
 
 __all__ = ["CallInterrupted", "ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
 
@@ -291,8 +291,8 @@ class ProcessVectorEnv(VectorEnv):
         # sequence numbers: ctrl[w] counts commands sent to worker w, ctrl[K + w] its replies.
         # Only hints for the spinning side; the eventfds remain the synchronisation.
         # ... and ctrl[2K] the result slot the next command writes into
-        self._ctrl_mem = ctx.RawArray("q", 2 * num_workers + 1)
-        self._ctrl = np.frombuffer(self._ctrl_mem, dtype=np.int64)
+        self._ctrl_mem = SharedBlock(8 * (2 * num_workers + 1), "the workers' counters")
+        self._ctrl = np.frombuffer(self._ctrl_mem.buf, dtype=np.int64, count=2 * num_workers + 1)
         self._done_seen = np.zeros(num_workers, dtype=np.int64)
         self._processes: list[Any] = []
         self._proc_of: dict[int, Any] = {}

@@ -238,7 +238,7 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
         _die_with_parent()
     cmd_fd = int(cmd_fd)
     done_fd = int(done_fd)
-    ctrl = np.frombuffer(ctrl_mem, dtype=np.int64)
+    ctrl = np.frombuffer(ctrl_mem.buf, dtype=np.int64, count=2 * num_workers + 1)
     done_slot = num_workers + index
     commands_seen = 0
 
