@@ -4,8 +4,10 @@ resumed, again and again; run locally, not in CI::
     python -m bench.train_kill_soak [--cycles 20] [--checkpoint-interval 1.0] [--seed 0] [--out soak.json]
 
 Each cycle starts ``fastsample train`` in its own process group (a fresh run, or ``--resume``
-once the run has a checkpoint), waits a random time (start-up included, so some kills land in
-imports, JIT or sampler start-up), then sends either
+once the run has a checkpoint) and picks a random point: with probability ``--early`` a time
+in the first ``--early-s`` seconds (imports, JIT, sampler start-up: wherever start-up is on
+this machine), otherwise a time up to three checkpoint intervals after the process wrote its
+first checkpoint (mid-training, mid-checkpoint). It then sends either
 
 * SIGKILL to the trainer alone (its workers, samplers and multiprocessing's resource tracker
   must go by themselves), or
@@ -116,18 +118,23 @@ def _train_cmd(run: Path, layout: str, interval: float) -> list[str]:
 
 def run_cycle(i: int, run: Path, layout: str, rng: random.Random, args) -> dict:
     sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-    delay = rng.uniform(0.2, args.max_delay)
+    early = rng.random() < args.early
+    delay = rng.uniform(0.2, args.early_s) if early else rng.uniform(0.0, 3 * args.checkpoint_interval)
     before_shm = _shm()
     ckpt_before = _ckpt_info(run)
+    ckpt_path = run / "checkpoints" / "latest.pt"
     t_start = time.time()
     proc = subprocess.Popen(_train_cmd(run, layout, args.checkpoint_interval), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     pgid = proc.pid
     pids = {proc.pid}
-    deadline = time.monotonic() + delay
+    deadline = time.monotonic() + (delay if early else 120.0)
     while time.monotonic() < deadline and proc.poll() is None:  # collect the cycle's pids as they appear
         pids.update(p.pid for p in _group(pgid))
-        time.sleep(0.05)
+        if not early and ckpt_path.exists() and (ckpt_before is None or ckpt_path.stat().st_mtime != ckpt_before[2]):
+            deadline = time.monotonic() + delay  # training: the first checkpoint of this process is written
+            early = True
+        time.sleep(0.02)
     pids.update(p.pid for p in _group(pgid))
     t_kill = time.time()
     exited_early = proc.poll() is not None
@@ -190,11 +197,11 @@ def run_cycle(i: int, run: Path, layout: str, rng: random.Random, args) -> dict:
                                 f"{args.checkpoint_interval} s + slack {args.slack} s)")
         else:
             lost_s = None  # it never reached its first checkpoint: less than one interval trained
-    return {"cycle": i, "layout": layout, "signal": signal.Signals(sig).name, "delay_s": round(delay, 2),
+    return {"cycle": i, "layout": layout, "signal": signal.Signals(sig).name, "delay_s": round(t_kill - t_start, 2),
             "rc": proc.returncode, "exit_s": round(t_exit - t_kill, 2), "wrote_checkpoint": wrote_ckpt,
             "checkpoint_step": None if ckpt_after is None else ckpt_after[1],
             "lost_s": None if lost_s is None else round(lost_s, 3), "processes": len(pids),
-            "started_s_before_kill": round(t_kill - t_start, 2), "problems": problems}
+            "problems": problems}
 
 
 def check_run(run: Path) -> list[str]:
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cycles", type=int, default=20)
     p.add_argument("--checkpoint-interval", type=float, default=1.0, help="the trainer's, in seconds")
-    p.add_argument("--max-delay", type=float, default=12.0, help="kills land uniformly in [0.2, this] s after start")
+    p.add_argument("--early", type=float, default=0.3, help="share of kills during start-up")
+    p.add_argument("--early-s", type=float, default=5.0, help="start-up kills land uniformly in [0.2, this] s")
     p.add_argument("--slack", type=float, default=1.0, help="seconds allowed past the checkpoint interval "
                                                               "(one update and one evaluation)")
     p.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: " + ", ".join(LAYOUTS))
