@@ -91,3 +91,24 @@ def test_max_policy_lag_is_validated():
 
     with pytest.raises(ConfigError, match="--max-policy-lag"):
         validate(_runner(max_policy_lag=-1))
+
+
+def test_a_dead_sampler_fails_the_next_update_while_others_keep_the_queue_full():
+    import os
+    import signal
+
+    import pytest
+
+    from fastsample.runners.async_runner import SamplerError
+
+    runner = AsyncRunner(_runner(num_workers=2, async_slots=6), torch.device("cpu"))
+    try:
+        runner.start()
+        runner.iteration_step()
+        os.kill(runner.procs[1].pid, signal.SIGKILL)
+        runner.procs[1].join(10)
+        with pytest.raises(SamplerError, match="sampler 1 .*died"):
+            runner.iteration_step()  # sampler 0 alone could fill every slot: no update may use it
+    finally:
+        runner.close()
+    assert not any(p.is_alive() for p in runner.procs)

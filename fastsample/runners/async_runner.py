@@ -139,6 +139,8 @@ class AsyncRunner:
         """``K`` full slots (in the order they were filled) whose policy lag is at most
         ``--max-policy-lag``; staler ones go straight back to the samplers. Returns the slots
         and how many were dropped."""
+        if any(p.exitcode is not None for p in self.procs):  # a dead sampler fails the run, even while the
+            self._check_samplers()  # others keep the queue full
         got: list[int] = []
         dropped = 0
         meta = self.slots.views["meta"]
