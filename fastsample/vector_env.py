@@ -220,7 +220,8 @@ class NumbaVectorEnv(VectorEnv):
         # end) none of it
         with hold_interrupts() as held:
             out = self._reset_masked(seeds, mask, bounds)
-        held.deliver("reset() was interrupted; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("reset() was interrupted; it took effect", completed=True, result=out)
         return out
 
     def _reset_masked(self, seeds, mask, bounds):
@@ -249,7 +250,8 @@ class NumbaVectorEnv(VectorEnv):
         self._load_actions(actions)
         with hold_interrupts() as held:  # a Ctrl-C waits for the (short) kernels: never half a step
             out = self._advance()
-        held.deliver("step() was interrupted; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("step() was interrupted; it took effect", completed=True, result=out)
         return out
 
     def step_bound(self):

@@ -529,24 +529,29 @@ class ProcessVectorEnv(VectorEnv):
             lo, hi = self._bounds[w]
             raise _rebuild_exception(w, lo, hi, payload)
 
-    def _try_reply(self, w: int) -> bool:
-        """Record worker ``w``'s step reply if it comes within the spin time, read without
-        blocking in the kernel; False if not (then ``_collect`` waits for it, watching for
-        death)."""
+    def _reply_signalled(self, w: int) -> bool:
+        """Whether worker ``w``'s step reply is signalled, spinning up to the spin time for it
+        (interruptible: nothing changes here). The worker writes its eventfd before it bumps
+        the counter, so a bumped counter means a read of the eventfd will not block."""
+        # ">": the counter may lag the eventfd (a worker preempted between the two), so a
+        # counter below what we have read is not a new reply
+        ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
         if self._spin_s:
-            ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
             clock = time.perf_counter
             deadline = clock() + self._spin_s
-            while ctrl[slot] == seen:
+            while ctrl[slot] <= seen:
                 if clock() > deadline:
                     return False
-        with hold_interrupts():
-            try:
-                code = os.eventfd_read(self._done_fd_of[w])
-            except BlockingIOError:  # not yet signalled
-                return False
-            self._take_reply(w, code)
-        return True
+            return True
+        return ctrl[slot] > seen
+
+    def _read_signalled(self, w: int) -> None:
+        """Record the reply :meth:`_reply_signalled` saw (held)."""
+        try:
+            code = os.eventfd_read(self._done_fd_of[w])
+        except BlockingIOError:  # not expected (the counter moved after the eventfd was written)
+            return  # the caller waits for it with _collect
+        self._take_reply(w, code)
 
     def _spin_for_replies(self, waiting: set[int], remaining: float | None) -> None:
         """Busy-poll the reply counters briefly, so a reply that comes soon is read without
@@ -558,7 +563,7 @@ class ProcessVectorEnv(VectorEnv):
         remote = [w for w in waiting if w in self._in_flight]
         while time.perf_counter() < deadline:
             for w in remote:
-                if ctrl[k + w] != seen[w]:
+                if ctrl[k + w] > seen[w]:  # (the counter may lag: see _reply_signalled)
                     return
 
     def _check_usable(self) -> None:
@@ -683,7 +688,8 @@ class ProcessVectorEnv(VectorEnv):
             self._state = _State.IDLE
             self._reset_done = True
             out = self._obs_out(results), self._infos(results)
-        held.deliver("reset() was interrupted as it finished; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("reset() was interrupted as it finished; it took effect", completed=True, result=out)
         return out
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
@@ -740,7 +746,8 @@ class ProcessVectorEnv(VectorEnv):
             raise self._interrupted_wait("step_wait") from None
         with hold_interrupts() as held:
             out = self._finish_step(workers)
-        held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
         return out
 
     def step(self, actions):
@@ -770,20 +777,34 @@ class ProcessVectorEnv(VectorEnv):
                 self._in_flight[w] = "step"
             if self._local is not None:
                 self._ready[0] = self._run_local(self._local.step)
-        held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
-                     pending="step")
+        if held.interrupted:
+            held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
+                         pending="step")
         try:
+            signalled = []
             for i, w in enumerate(remote):
-                if w in self._ready:
-                    continue
-                if not self._try_reply(w):  # not there within the spin: wait in the kernel, watching for deaths
+                if self._reply_signalled(w):
+                    signalled.append(w)
+                else:  # not there within the spin: wait in the kernel, watching for deaths
                     self._collect(remote[i:], None)
                     break
         except KeyboardInterrupt:
             raise self._interrupted_wait("step") from None
+        finished = False
         with hold_interrupts() as held:
-            out = self._finish_step(range(self.num_workers))
-        held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
+            for w in signalled:
+                if w not in self._ready:
+                    self._read_signalled(w)
+            if len(self._ready) == self.num_workers:
+                out = self._finish_step(range(self.num_workers))
+                finished = True
+        if not finished:  # (not expected) a signalled reply could not be read yet: wait for it
+            if held.interrupted:
+                held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
+                             pending="step")
+            return self.step_wait()
+        if held.interrupted:
+            held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
         return out
 
     # -- EnvPool-style asynchronous API ------------------------------------------------------
@@ -846,7 +867,8 @@ class ProcessVectorEnv(VectorEnv):
                 count += self._bounds[w][1] - self._bounds[w][0]
             results = self._take(taken)
             out = self._recv_batch(taken, results)
-        held.deliver("recv() was interrupted as it finished; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("recv() was interrupted as it finished; it took effect", completed=True, result=out)
         return out
 
     def _recv_batch(self, taken: list[int], results: dict[int, tuple[int, Any]]):
@@ -918,7 +940,8 @@ class ProcessVectorEnv(VectorEnv):
             results = self._take(workers)
             self._state = _State.IDLE
             out = tuple(x for w in range(self.num_workers) for x in results[w][1])
-        held.deliver("call() was interrupted as it finished; it took effect", completed=True, result=out)
+        if held.interrupted:
+            held.deliver("call() was interrupted as it finished; it took effect", completed=True, result=out)
         return out
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -993,7 +1016,8 @@ class ProcessVectorEnv(VectorEnv):
                                   f"workers to finish it)") from None
         with hold_interrupts() as held:
             results = self._take(workers)
-        held.deliver(f"{name}() was interrupted as it finished; it took effect", completed=True, result=None)
+        if held.interrupted:
+            held.deliver(f"{name}() was interrupted as it finished; it took effect", completed=True, result=None)
         return results
 
     @property

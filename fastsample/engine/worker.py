@@ -273,9 +273,10 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
     while True:
         if spin_s:
             deadline = clock() + spin_s
-            while ctrl[index] == commands_seen and clock() < deadline:
+            # "<=": the parent bumps the counter after writing the eventfd, so it may lag
+            while ctrl[index] <= commands_seen and clock() < deadline:
                 pass
-        if ctrl[index] == commands_seen:  # going to sleep: wake for a command or the parent's end
+        if ctrl[index] <= commands_seen:  # going to sleep: wake for a command or the parent's end
             watch.wait_for_command()
         code = os.eventfd_read(cmd_fd)  # the synchronisation point (a full barrier)
         commands_seen += 1
