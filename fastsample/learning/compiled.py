@@ -1,0 +1,924 @@
+"""A compiled PPO learner for MLP policies: Numba kernels over preallocated arrays, no torch.
+
+The torch learner (:mod:`fastsample.learning.ppo`) spends most of a small-MLP update in
+per-op dispatch; here the whole minibatch update -- gather, actor and critic forward, the
+head's log-prob and entropy, the PPO loss, its backward pass to every parameter, global
+grad-norm clipping and Adam -- is one call into compiled code that allocates nothing.
+
+Semantics are those of :class:`~fastsample.learning.ppo.ActorCritic` and
+:func:`~fastsample.learning.ppo.ppo_update` (CleanRL's PPO): separate actor and critic MLPs
+(tanh or ReLU hidden layers), a categorical head or a diagonal Gaussian with a
+state-independent log-std, the clipped surrogate, optional PPO2 value clipping, an entropy
+bonus, per-minibatch advantage normalisation (unbiased std, ``+ 1e-8``), global grad-norm
+clipping (``max_norm / (norm + 1e-6)`` capped at 1) and ``torch.optim.Adam`` (bias correction,
+``eps`` added after dividing ``sqrt(v)`` by ``sqrt(1 - beta2^t)``). Where torch's elementwise
+``maximum`` ties, its gradient is split half and half, and a ``clamp`` passes the gradient at
+its bounds; both are reproduced. :func:`compute_gae` and :func:`vtrace` are those of the
+trainer, in the same float32 operation order.
+
+Layout
+------
+All parameters live in one flat float32 array, in the order and layout of the torch model's
+``flat_parameters()`` (``log_std`` for a Gaussian head, ``critic.0.weight``, ``critic.0.bias``, ...,
+``actor.0.weight``, ...; weights ``(out, in)`` row-major), so :meth:`CompiledPPOLearner.state_arrays`
+gives the torch ``state_dict`` keys and shapes, and Adam and clipping are single loops.
+Activations are stored feature-major, ``(features, batch)``, so every elementwise loop and
+every matrix-product inner loop runs over the batch, contiguous.
+
+Codegen rule
+------------
+Every store in a loop is unconditional: values are chosen with selects (loaded first), never
+stored under an ``if`` inside a vectorisable loop, because LLVM miscompiled such masked stores
+on some CPUs (AVX-512). ``tests/test_compiled_learner_grad.py`` checks that no kernel here has
+a masked load or store in its optimised IR (``fastsample.check.masked_memory_ops``).
+
+Float arithmetic may be reassociated (``fastmath`` reassoc/contract/nsz only: no NaN or
+infinity assumptions), so sums differ from torch's in the last bits; tanh is the rational
+approximation of :mod:`fastsample.learning.fast_tanh` (absolute error 3.4e-7 in float32).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["CompiledPPOLearner", "CompiledStats", "param_layout", "compute_gae", "vtrace", "KERNELS"]
+
+_FM = {"reassoc", "contract", "nsz"}
+_KW = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+
+F32 = np.float32
+_ZERO = F32(0.0)
+_ONE = F32(1.0)
+_HALF = F32(0.5)
+_LOG_SQRT_2PI = F32(0.5 * math.log(2 * math.pi))
+
+# tanh(x) = x P(x^2) / Q(x^2) on x clamped to +-7.9: the coefficients of
+# fastsample.learning.fast_tanh (copied, since that module imports torch; a test checks they agree)
+_CLIP = F32(7.9)
+_P0, _P1, _P2, _P3, _P4, _P5, _P6 = (F32(c) for c in (
+    0.9999999925601866, 0.13124518626749826, 0.003149611810420526, 1.1646997971588131e-05,
+    -2.234849687384023e-08, 6.393174357594971e-11, -1.1675864802943308e-13))
+_Q0, _Q1, _Q2, _Q3 = (F32(c) for c in (1.0, 0.4645784853333658, 0.02467581952829169, 0.0002613442346832809))
+
+ACT_NONE, ACT_TANH, ACT_RELU = 0, 1, 2
+
+# hyperparameter vector passed to the update kernel (float64)
+HP_CLIP, HP_VF, HP_ENT, HP_MAX_NORM, HP_NORM_ADV, HP_CLIP_VLOSS, HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_STEP, \
+    HP_OPTIMISE = range(12)
+HP_SIZE = 12
+# stats vector written by the update kernel (float64)
+ST_PG, ST_V, ST_ENT, ST_KL, ST_CLIPFRAC, ST_GRAD_NORM = range(6)
+ST_SIZE = 6
+
+
+# --- dense layers, feature-major --------------------------------------------------------------
+
+
+@njit(**_KW)
+def _activate(y, act):
+    """In place on a (rows, M) array: tanh (rational approximation), ReLU or nothing; one flat
+    loop over the contiguous block."""
+    n = y.shape[0] * y.shape[1]
+    if n <= 0:
+        return
+    f = y.reshape(n)
+    if act == ACT_TANH:
+        for j in range(n):
+            v = min(max(f[j], -_CLIP), _CLIP)
+            s = v * v
+            num = ((((((_P6 * s + _P5) * s + _P4) * s + _P3) * s + _P2) * s + _P1) * s + _P0)
+            den = (((_Q3 * s + _Q2) * s + _Q1) * s + _Q0)
+            f[j] = v * num / den
+    elif act == ACT_RELU:
+        for j in range(n):
+            v = f[j]
+            f[j] = v if v > _ZERO else _ZERO
+
+
+@njit(**_KW)
+def _dense_fwd(W, bias, x, y, act):
+    """``y = act(W x + bias)``: W (n_out, n_in), x (n_in, M), y (n_out, M)."""
+    n_out, n_in = W.shape
+    M = x.shape[1]
+    if M <= 0 or n_in <= 0 or n_out <= 0:  # LLVM then knows every loop below runs
+        return
+    n4 = n_in - n_in % 4
+    for o in range(n_out):
+        yo = y[o]
+        bo = bias[o]
+        for b in range(M):
+            yo[b] = bo
+        for i in range(0, n4, 4):
+            w0, w1, w2, w3 = W[o, i], W[o, i + 1], W[o, i + 2], W[o, i + 3]
+            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+            for b in range(M):
+                yo[b] += w0 * x0[b] + w1 * x1[b] + w2 * x2[b] + w3 * x3[b]
+        for i in range(n4, n_in):
+            w = W[o, i]
+            xi = x[i]
+            for b in range(M):
+                yo[b] += w * xi[b]
+    _activate(y, act)
+
+
+@njit(**_KW)
+def _dense_grad_w(g, x, dW, db):
+    """``dW = g x^T``, ``db = g 1``: g (n_out, M), x (n_in, M)."""
+    n_out, n_in = dW.shape
+    M = g.shape[1]
+    if M <= 0 or n_in <= 0 or n_out <= 0:
+        return
+    n4 = n_in - n_in % 4
+    for o in range(n_out):
+        go = g[o]
+        s = _ZERO
+        for b in range(M):
+            s += go[b]
+        db[o] = s
+        for i in range(0, n4, 4):
+            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+            a0 = _ZERO
+            a1 = _ZERO
+            a2 = _ZERO
+            a3 = _ZERO
+            for b in range(M):
+                gb = go[b]
+                a0 += gb * x0[b]
+                a1 += gb * x1[b]
+                a2 += gb * x2[b]
+                a3 += gb * x3[b]
+            dW[o, i] = a0
+            dW[o, i + 1] = a1
+            dW[o, i + 2] = a2
+            dW[o, i + 3] = a3
+        for i in range(n4, n_in):
+            xi = x[i]
+            a = _ZERO
+            for b in range(M):
+                a += go[b] * xi[b]
+            dW[o, i] = a
+
+
+@njit(**_KW)
+def _dense_bwd_x(W, g, h, dx, act):
+    """``dx = (W^T g) * act'(h)`` where ``h = act(pre)`` is the layer input: g (n_out, M), h and dx (n_in, M)."""
+    n_out, n_in = W.shape
+    M = g.shape[1]
+    if M <= 0 or n_in <= 0 or n_out <= 0:
+        return
+    n4 = n_out - n_out % 4
+    for i in range(n_in):
+        di = dx[i]
+        for b in range(M):
+            di[b] = _ZERO
+        for o in range(0, n4, 4):
+            w0, w1, w2, w3 = W[o, i], W[o + 1, i], W[o + 2, i], W[o + 3, i]
+            g0, g1, g2, g3 = g[o], g[o + 1], g[o + 2], g[o + 3]
+            for b in range(M):
+                di[b] += w0 * g0[b] + w1 * g1[b] + w2 * g2[b] + w3 * g3[b]
+        for o in range(n4, n_out):
+            w = W[o, i]
+            go = g[o]
+            for b in range(M):
+                di[b] += w * go[b]
+        hi = h[i]
+        if act == ACT_TANH:
+            for b in range(M):
+                hv = hi[b]
+                di[b] = di[b] * (_ONE - hv * hv)
+        elif act == ACT_RELU:
+            for b in range(M):
+                v = di[b]
+                di[b] = v if hi[b] > _ZERO else _ZERO
+
+
+# --- gathers and transposes: strided on one side, so kept scalar ---------------------------------
+# A loop with a strided or indexed access vectorises into gathers/scatters (``llvm.masked.*``) on
+# AVX-512, and the cost model's choice depends on the CPU tuned for. These loops carry an empty
+# inline-asm statement (no operands, no clobbers: it constrains no load or store), which the loop
+# vectoriser cannot widen, so they stay scalar on every target.
+
+
+@intrinsic
+def _no_vectorize(typingctx):
+    def codegen(context, builder, signature, args):
+        builder.asm(ir.FunctionType(ir.VoidType(), []), "", "", [], True)
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+_KW_SCALAR = dict(cache=True, error_model="numpy", nogil=True)
+
+
+@njit(**_KW_SCALAR)
+def _gather_minibatch(idx, obs, act_i, act_f, old_logp, adv, ret, oldv, discrete, x, ai, af, vecs):
+    """Samples ``idx`` of the flat batch, feature-major: ``x`` (obs_dim, M), ``ai`` (M,) or
+    ``af`` (K, M), and rows 0-3 of ``vecs``: old log-probs, advantages, returns, old values."""
+    M = idx.shape[0]
+    obs_dim = obs.shape[1]
+    K = af.shape[0]
+    for b in range(M):
+        _no_vectorize()
+        j = idx[b]
+        for i in range(obs_dim):
+            _no_vectorize()
+            x[i, b] = obs[j, i]
+        vecs[0, b] = old_logp[j]
+        vecs[1, b] = adv[j]
+        vecs[2, b] = ret[j]
+        vecs[3, b] = oldv[j]
+        if discrete:
+            ai[b] = act_i[j]
+        else:
+            for k in range(K):
+                _no_vectorize()
+                af[k, b] = act_f[j, k]
+
+
+@njit(**_KW_SCALAR)
+def _transpose(src, dst):
+    """``dst = src.T`` (2-D)."""
+    rows, cols = src.shape
+    for r in range(rows):
+        for c in range(cols):
+            _no_vectorize()
+            dst[c, r] = src[r, c]
+
+
+# --- whole MLPs over a flat parameter vector ------------------------------------------------------
+
+
+@njit(**_KW)
+def _mlp_fwd(params, layers, x, ws, base, M, act):
+    """Forward of the MLP described by ``layers`` rows ``(w_off, b_off, n_in, n_out, ...)``; layer
+    ``l``'s output (post-activation for hidden layers) is stored in ``ws`` from ``base`` on,
+    consecutively. Returns the output view ``(n_out_last, M)``."""
+    L = layers.shape[0]
+    inp = x
+    off = base
+    for l in range(L):
+        w_off, b_off, n_in, n_out = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
+        W = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        out = ws[off:off + n_out * M].reshape((n_out, M))
+        _dense_fwd(W, params[b_off:b_off + n_out], inp, out, act if l < L - 1 else ACT_NONE)
+        inp = out
+        off += n_out * M
+    return inp
+
+
+@njit(**_KW)
+def _mlp_bwd(params, grads, layers, x, ws, base, M, act, dout, d_a, d_b):
+    """Backward of :func:`_mlp_fwd` given ``dout`` (the gradient of its output): writes every
+    weight and bias gradient of the MLP into ``grads`` (same offsets as ``params``). ``d_a`` and
+    ``d_b`` are the ``ws`` offsets of two scratch blocks of ``max_width * M``."""
+    L = layers.shape[0]
+    g = dout
+    for l in range(L - 1, -1, -1):
+        w_off, b_off, n_in, n_out = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
+        if l == 0:
+            inp = x
+        else:
+            off = base + layers[l - 1, 4] * M
+            inp = ws[off:off + n_in * M].reshape((n_in, M))
+        W = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        dW = grads[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
+        _dense_grad_w(g, inp, dW, grads[b_off:b_off + n_out])
+        if l > 0:
+            d_off = d_a if (L - 1 - l) % 2 == 0 else d_b
+            dx = ws[d_off:d_off + n_in * M].reshape((n_in, M))
+            _dense_bwd_x(W, g, inp, dx, act)
+            g = dx
+
+
+# --- heads and the PPO loss ---------------------------------------------------------------------
+
+
+@njit(**_KW)
+def _categorical_head(logits, act_i, probs, logp, ent, lse, inv):
+    """In place: ``logits`` (K, M) become log-probabilities; ``probs`` the probabilities; ``logp``
+    the taken actions' log-probabilities; ``ent`` the entropies; ``lse`` and ``inv`` (M,) scratch."""
+    K, M = logits.shape
+    if M <= 0 or K <= 0:
+        return
+    row = logits[0]
+    for b in range(M):
+        lse[b] = row[b]
+    for k in range(1, K):
+        row = logits[k]
+        for b in range(M):
+            v = row[b]
+            m = lse[b]
+            lse[b] = v if v > m else m
+    for b in range(M):
+        inv[b] = _ZERO
+    for k in range(K):
+        row = logits[k]
+        pk = probs[k]
+        for b in range(M):
+            e = math.exp(row[b] - lse[b])
+            pk[b] = e
+            inv[b] += e
+    for b in range(M):
+        s = inv[b]
+        lse[b] = lse[b] + math.log(s)
+        inv[b] = _ONE / s
+        ent[b] = _ZERO
+        logp[b] = _ZERO
+    for k in range(K):
+        row = logits[k]
+        pk = probs[k]
+        for b in range(M):
+            lk = row[b] - lse[b]
+            p = pk[b] * inv[b]
+            row[b] = lk
+            pk[b] = p
+            ent[b] -= p * lk
+            la = logp[b]
+            logp[b] = lk if act_i[b] == k else la
+
+
+@njit(**_KW)
+def _gaussian_head(mean, act_f, log_std, logp, ent):
+    """Diagonal Gaussian: ``logp`` of ``act_f`` (K, M) under ``N(mean, exp(log_std))``; ``ent``
+    the (state-independent) entropy. Returns the entropy."""
+    K, M = mean.shape
+    for b in range(M):
+        logp[b] = _ZERO
+    for k in range(K):
+        ls = log_std[k]
+        inv_std = math.exp(-ls)
+        c = -ls - _LOG_SQRT_2PI
+        mk = mean[k]
+        ak = act_f[k]
+        for b in range(M):
+            z = (ak[b] - mk[b]) * inv_std
+            logp[b] += -_HALF * z * z + c
+    h = _ZERO
+    for k in range(K):
+        h += _HALF + _LOG_SQRT_2PI + log_std[k]
+    for b in range(M):
+        ent[b] = h
+    return h
+
+
+@njit(**_KW)
+def _ppo_loss(logp, ent, value, old_logp, adv, ret, oldv, hp, glogp, dvalue, stats):
+    """The PPO loss of one minibatch (everything (M,)). Writes ``glogp`` = d loss / d logp and
+    ``dvalue`` = d loss / d value, and the minibatch's stats. Advantages are normalised in place
+    when ``hp[HP_NORM_ADV]``."""
+    M = logp.shape[0]
+    clip = F32(hp[HP_CLIP])
+    vf_coef = F32(hp[HP_VF])
+    ent_coef = hp[HP_ENT]
+    inv_m = F32(1.0 / M)
+    if hp[HP_NORM_ADV] != 0.0:
+        s = 0.0
+        for b in range(M):
+            s += adv[b]
+        mean = s / M
+        q = 0.0
+        for b in range(M):
+            d = adv[b] - mean
+            q += d * d
+        std = math.sqrt(q / (M - 1)) if M > 1 else math.nan  # torch.std: unbiased
+        m32 = F32(mean)
+        den = F32(std + 1e-8)
+        for b in range(M):
+            adv[b] = (adv[b] - m32) / den
+    lo = _ONE - clip
+    hi = _ONE + clip
+    pg = 0.0
+    kl = 0.0
+    cf = 0.0
+    for b in range(M):
+        log_ratio = logp[b] - old_logp[b]
+        r = math.exp(log_ratio)
+        na = -adv[b]
+        rc = min(max(r, lo), hi)
+        p1 = na * r
+        p2 = na * rc
+        pg += max(p1, p2)
+        # torch.maximum's gradient: all to the larger, half each on a tie; clamp passes it on [lo, hi]
+        w1 = _ONE if p1 > p2 else (_HALF if p1 == p2 else _ZERO)
+        w2 = _ONE if p2 > p1 else (_HALF if p1 == p2 else _ZERO)
+        inb = _ONE if (r >= lo and r <= hi) else _ZERO
+        glogp[b] = na * (w1 + w2 * inb) * inv_m * r
+        kl += (r - _ONE) - log_ratio
+        cf += _ONE if abs(r - _ONE) > clip else _ZERO
+    vl = 0.0
+    if hp[HP_CLIP_VLOSS] != 0.0:
+        for b in range(M):
+            v = value[b]
+            d1 = v - ret[b]
+            dv = v - oldv[b]
+            dvc = min(max(dv, -clip), clip)
+            d2 = (oldv[b] + dvc) - ret[b]
+            s1 = d1 * d1
+            s2 = d2 * d2
+            vl += max(s1, s2)
+            u1 = _ONE if s1 > s2 else (_HALF if s1 == s2 else _ZERO)
+            u2 = _ONE if s2 > s1 else (_HALF if s1 == s2 else _ZERO)
+            inb = _ONE if (dv >= -clip and dv <= clip) else _ZERO
+            dvalue[b] = vf_coef * inv_m * (u1 * d1 + u2 * inb * d2)
+    else:
+        for b in range(M):
+            d1 = value[b] - ret[b]
+            vl += d1 * d1
+            dvalue[b] = vf_coef * inv_m * d1
+    e = 0.0
+    for b in range(M):
+        e += ent[b]
+    stats[ST_PG] = pg / M
+    stats[ST_V] = 0.5 * vl / M
+    stats[ST_ENT] = e / M
+    stats[ST_KL] = kl / M
+    stats[ST_CLIPFRAC] = cf / M
+    return ent_coef
+
+
+@njit(**_KW)
+def _categorical_grad(logl, probs, ent, act_i, glogp, ent_coef, dlogits):
+    """d loss / d logits for the categorical head: ``glogp (onehot - p) + ent_coef/M p (l + H)``
+    (``logl`` the log-probabilities, ``probs`` the probabilities)."""
+    K, M = logl.shape
+    c = F32(ent_coef / M)
+    for k in range(K):
+        lk = logl[k]
+        pk = probs[k]
+        dk = dlogits[k]
+        for b in range(M):
+            p = pk[b]
+            onehot = _ONE if act_i[b] == k else _ZERO
+            dk[b] = glogp[b] * (onehot - p) + c * p * (lk[b] + ent[b])
+
+
+@njit(**_KW)
+def _gaussian_grad(mean, act_f, log_std, glogp, ent_coef, dmean, dlog_std):
+    """d loss / d mean (K, M) and d loss / d log_std (K,) for the diagonal Gaussian head."""
+    K, M = mean.shape
+    for k in range(K):
+        inv_std = math.exp(-log_std[k])
+        mk = mean[k]
+        ak = act_f[k]
+        dk = dmean[k]
+        s = _ZERO
+        for b in range(M):
+            z = (ak[b] - mk[b]) * inv_std
+            gb = glogp[b]
+            dk[b] = gb * z * inv_std
+            s += gb * (z * z - _ONE)
+        dlog_std[k] = s - F32(ent_coef)
+
+
+# --- clipping, Adam --------------------------------------------------------------------------------
+
+
+@njit(**_KW)
+def _clip_grad_norm(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_ over one flat gradient; returns the norm before clipping."""
+    s = 0.0
+    for j in range(grads.shape[0]):
+        g = grads[j]
+        s += g * g
+    norm = math.sqrt(s)
+    coef = F32(min(max_norm / (F32(norm) + 1e-6), 1.0))
+    for j in range(grads.shape[0]):
+        grads[j] = grads[j] * coef
+    return norm
+
+
+@njit(**_KW)
+def _adam(params, grads, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
+    """One torch.optim.Adam step (no weight decay, no amsgrad) at step number ``step`` (>= 1)."""
+    bc1 = 1.0 - beta1 ** step
+    bc2 = 1.0 - beta2 ** step
+    step_size = F32(lr / bc1)
+    bc2_sqrt = F32(math.sqrt(bc2))
+    w1 = F32(1.0 - beta1)
+    b2 = F32(beta2)
+    w2 = F32(1.0 - beta2)
+    e = F32(eps)
+    for j in range(params.shape[0]):
+        g = grads[j]
+        m = exp_avg[j]
+        m = m + w1 * (g - m)
+        v = exp_avg_sq[j] * b2 + w2 * g * g
+        exp_avg[j] = m
+        exp_avg_sq[j] = v
+        params[j] = params[j] - step_size * (m / (math.sqrt(v) / bc2_sqrt + e))
+
+
+# --- one minibatch update ----------------------------------------------------------------------------
+
+
+@njit(**_KW)
+def _ppo_minibatch(params, grads, exp_avg, exp_avg_sq, critic, actor, log_std_off, act, discrete,
+                   obs, act_i, act_f, old_logp, adv, ret, oldv, idx, ws, wi, hp, stats):
+    """Gather the minibatch ``idx`` of a flat batch, run the loss forward and backward into
+    ``grads`` and, when ``hp[HP_OPTIMISE]``, clip the gradient norm and take an Adam step.
+
+    ``ws`` is the float32 workspace and ``wi`` the int64 one (sizes from :func:`workspace_size`)."""
+    M = idx.shape[0]
+    obs_dim = obs.shape[1]
+    K = actor[actor.shape[0] - 1, 3]
+    # workspace: x | critic activations | actor activations | d_a | d_b | probs | dlogits | 10 vectors | act_f
+    off = 0
+    x = ws[off:off + obs_dim * M].reshape((obs_dim, M))
+    off += obs_dim * M
+    c_base = off
+    off += (critic[critic.shape[0] - 1, 4] + critic[critic.shape[0] - 1, 3]) * M
+    a_base = off
+    off += (actor[actor.shape[0] - 1, 4] + K) * M
+    maxw = max(1, critic[0, 5], actor[0, 5])
+    d_a = off
+    off += maxw * M
+    d_b = off
+    off += maxw * M
+    probs = ws[off:off + K * M].reshape((K, M))
+    off += K * M
+    dlog = ws[off:off + K * M].reshape((K, M))
+    off += K * M
+    vecs = ws[off:off + 10 * M].reshape((10, M))
+    off += 10 * M
+    af = ws[off:off + K * M].reshape((K, M))
+    g_old, g_adv, g_ret, g_oldv, logp, ent, glogp, dvalue = \
+        vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5], vecs[6], vecs[7]
+    ai = wi[:M]
+    _gather_minibatch(idx, obs, act_i, act_f, old_logp, adv, ret, oldv, discrete, x, ai, af, vecs)
+
+    value = _mlp_fwd(params, critic, x, ws, c_base, M, act)
+    out = _mlp_fwd(params, actor, x, ws, a_base, M, act)
+    log_std = params[log_std_off:log_std_off + K]
+    if discrete:
+        _categorical_head(out, ai, probs, logp, ent, vecs[8], vecs[9])
+    else:
+        _gaussian_head(out, af, log_std, logp, ent)
+    ent_coef = _ppo_loss(logp, ent, value[0], g_old, g_adv, g_ret, g_oldv, hp, glogp, dvalue, stats)
+    if discrete:
+        _categorical_grad(out, probs, ent, ai, glogp, ent_coef, dlog)
+    else:
+        _gaussian_grad(out, af, log_std, glogp, ent_coef, dlog, grads[log_std_off:log_std_off + K])
+    _mlp_bwd(params, grads, critic, x, ws, c_base, M, act, dvalue.reshape((1, M)), d_a, d_b)
+    _mlp_bwd(params, grads, actor, x, ws, a_base, M, act, dlog, d_a, d_b)
+
+    if hp[HP_OPTIMISE] != 0.0:
+        stats[ST_GRAD_NORM] = _clip_grad_norm(grads, hp[HP_MAX_NORM])
+        _adam(params, grads, exp_avg, exp_avg_sq, hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], hp[HP_STEP])
+    else:
+        s = 0.0
+        for j in range(grads.shape[0]):
+            s += grads[j] * grads[j]
+        stats[ST_GRAD_NORM] = math.sqrt(s)
+
+
+@njit(**_KW)
+def _forward(params, critic, actor, act, obs, ws, out, value):
+    """Actor output (M, K) and values (M,) of ``obs`` (M, obs_dim)."""
+    M, obs_dim = obs.shape
+    K = out.shape[1]
+    x = ws[:obs_dim * M].reshape((obs_dim, M))
+    _transpose(obs, x)
+    base = obs_dim * M
+    v = _mlp_fwd(params, critic, x, ws, base, M, act)
+    base += (critic[critic.shape[0] - 1, 4] + critic[critic.shape[0] - 1, 3]) * M
+    o = _mlp_fwd(params, actor, x, ws, base, M, act)
+    v0 = v[0]
+    for b in range(M):
+        value[b] = v0[b]
+    _transpose(o, out)
+
+
+# --- GAE and V-trace ---------------------------------------------------------------------------------
+
+
+@njit(**_KW)
+def _gae(rewards, values, dones, last_value, gamma, lam, advantages, returns):
+    """compute_gae's recursion, a row of envs at a time (vectorisable over envs; the last step
+    is peeled off so no load or store is conditional)."""
+    T, N = rewards.shape
+    g = F32(gamma)
+    gl = F32(gamma * lam)
+    for n in range(N):
+        nd = _ONE - dones[T - 1, n]
+        advantages[T - 1, n] = rewards[T - 1, n] + g * last_value[n] * nd - values[T - 1, n]
+    for t in range(T - 2, -1, -1):
+        for n in range(N):
+            nd = _ONE - dones[t, n]
+            delta = rewards[t, n] + g * values[t + 1, n] * nd - values[t, n]
+            advantages[t, n] = delta + gl * nd * advantages[t + 1, n]
+    for t in range(T):
+        for n in range(N):
+            returns[t, n] = advantages[t, n] + values[t, n]
+
+
+@njit(**_KW)
+def _vtrace(rewards, values, dones, last_value, log_rhos, gamma, lam, rho_bar, c_bar, advantages, vs):
+    """vtrace's recursion, a row of envs at a time (the last step peeled off, so no load or
+    store is conditional); ``advantages`` holds ``vs - V`` until the last pass."""
+    T, N = rewards.shape
+    g = F32(gamma)
+    lm = F32(lam)
+    rb = F32(rho_bar)
+    cb = F32(c_bar)
+    for n in range(N):  # t = T - 1: bootstrap from last_value, nothing accumulated yet
+        rho = math.exp(log_rhos[T - 1, n])
+        nd = _ONE - dones[T - 1, n]
+        advantages[T - 1, n] = min(rho, rb) * (rewards[T - 1, n] + g * nd * last_value[n] - values[T - 1, n])
+    for t in range(T - 2, -1, -1):
+        for n in range(N):
+            rho = math.exp(log_rhos[t, n])
+            nd = _ONE - dones[t, n]
+            delta = min(rho, rb) * (rewards[t, n] + g * nd * values[t + 1, n] - values[t, n])
+            advantages[t, n] = delta + g * nd * (lm * min(rho, cb)) * advantages[t + 1, n]
+    for t in range(T):
+        for n in range(N):
+            vs[t, n] = advantages[t, n] + values[t, n]
+    for t in range(T - 1):
+        for n in range(N):
+            rho = math.exp(log_rhos[t, n])
+            nd = _ONE - dones[t, n]
+            advantages[t, n] = min(rho, rb) * (rewards[t, n] + g * nd * vs[t + 1, n] - values[t, n])
+    for n in range(N):
+        rho = math.exp(log_rhos[T - 1, n])
+        nd = _ONE - dones[T - 1, n]
+        advantages[T - 1, n] = min(rho, rb) * (rewards[T - 1, n] + g * nd * last_value[n] - values[T - 1, n])
+
+
+def compute_gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
+                gamma: float, lam: float, out: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fastsample.learning.ppo.compute_gae` on float32 numpy arrays ``(T, N)``;
+    ``out``: preallocated ``(advantages, returns)``."""
+    adv, ret = out if out is not None else (np.empty_like(rewards), np.empty_like(rewards))
+    _gae(rewards, values, dones, last_value, float(gamma), float(lam), adv, ret)
+    return adv, ret
+
+
+def vtrace(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
+           log_rhos: np.ndarray, gamma: float, lam: float = 1.0, rho_bar: float = 1.0, c_bar: float = 1.0,
+           out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fastsample.learning.ppo.vtrace` on float32 numpy arrays: ``(advantages, vs)``."""
+    adv, vs = out if out is not None else (np.empty_like(rewards), np.empty_like(rewards))
+    _vtrace(rewards, values, dones, last_value, log_rhos, float(gamma), float(lam), float(rho_bar), float(c_bar),
+            adv, vs)
+    return adv, vs
+
+
+KERNELS = {f.py_func.__name__: f for f in (
+    _activate, _dense_fwd, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
+    _ppo_loss, _categorical_grad, _gaussian_grad, _clip_grad_norm, _adam, _ppo_minibatch, _forward, _gae, _vtrace)}
+"""Every dispatcher of this module, by name (for ``fastsample.check.masked_memory_ops``)."""
+
+
+# --- the learner ---------------------------------------------------------------------------------------
+
+
+def param_layout(obs_dim: int, hidden: tuple[int, ...], action_dim: int, discrete: bool
+                 ) -> tuple[list[tuple[str, tuple[int, ...], int]], np.ndarray, np.ndarray, int, int]:
+    """``(entries, critic_layers, actor_layers, log_std_offset, size)``: ``entries`` are
+    ``(torch state_dict key, shape, offset)`` in the torch model's parameter order; the layer
+    tables have rows ``(w_off, b_off, n_in, n_out, sum of the earlier layers' n_out, widest n_out)``; ``log_std_offset`` is 0 (the log-std comes
+    first, as in torch; a categorical head has none)."""
+    entries: list[tuple[str, tuple[int, ...], int]] = []
+    tables = {}
+    off = 0
+    log_std_off = 0
+    if not discrete:  # a parameter of the module itself: first in torch's parameters() and state_dict
+        entries.append(("log_std", (action_dim,), 0))
+        off = action_dim
+    for net, n_out in (("critic", 1), ("actor", action_dim)):
+        dims = [obs_dim, *hidden, n_out]
+        rows = []
+        for j, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            entries.append((f"{net}.{2 * j}.weight", (b, a), off))
+            w_off = off
+            off += a * b
+            entries.append((f"{net}.{2 * j}.bias", (b,), off))
+            rows.append((w_off, off, a, b))
+            off += b
+        table = np.zeros((len(rows), 6), np.int64)
+        table[:, :4] = rows
+        table[:, 4] = np.concatenate([[0], np.cumsum(table[:, 3])[:-1]])  # activation offset (in samples)
+        table[:, 5] = table[:, 3].max()  # widest layer
+        tables[net] = table
+    return entries, tables["critic"], tables["actor"], log_std_off, off
+
+
+def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch: int) -> int:
+    widths = sum(hidden)
+    maxw = max(1, action_dim, *hidden)
+    per_sample = obs_dim + (widths + 1) + (widths + action_dim) + 2 * maxw + 3 * action_dim + 10
+    return per_sample * batch
+
+
+def _orthogonal(rng: np.random.Generator, rows: int, cols: int, gain: float) -> np.ndarray:
+    """torch.nn.init.orthogonal_'s construction (not its random stream)."""
+    a = rng.standard_normal((rows, cols))
+    if rows < cols:
+        a = a.T
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return gain * q
+
+
+@dataclass
+class CompiledStats:
+    """Means over the minibatches of an :meth:`CompiledPPOLearner.update` (the fields of
+    ``fastsample.learning.ppo.PPOStats``)."""
+
+    policy_loss: float = 0.0
+    value_loss: float = 0.0
+    entropy: float = 0.0
+    approx_kl: float = 0.0
+    clipfrac: float = 0.0
+    grad_norm: float = 0.0
+    epochs: int = 0
+
+
+class CompiledPPOLearner:
+    """The actor-critic MLPs, their Adam state and the buffers of one minibatch update.
+
+    ``params``, ``grads``, ``exp_avg`` and ``exp_avg_sq`` are flat float32 arrays in the torch
+    model's ``flat_parameters()`` layout; :meth:`state_arrays` gives views of ``params`` under the
+    torch ``state_dict`` keys. Buffers are sized for ``max_minibatch`` samples and grow (once) if
+    a larger minibatch arrives.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, hidden: tuple[int, ...] = (64, 64),
+                 activation: str = "tanh", init_log_std: float = 0.0, *, learning_rate: float = 2.5e-4,
+                 clip_coef: float = 0.2, vf_coef: float = 0.5, ent_coef: float = 0.01, max_grad_norm: float = 0.5,
+                 norm_adv: bool = True, clip_vloss: bool = True, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-5, max_minibatch: int = 256, seed: int = 0):
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be tanh or relu, got {activation!r}")
+        self.obs_dim, self.action_dim, self.discrete = int(obs_dim), int(action_dim), bool(discrete)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation = activation
+        self._act = ACT_TANH if activation == "tanh" else ACT_RELU
+        self.entries, self.critic_layers, self.actor_layers, self.log_std_off, size = param_layout(
+            self.obs_dim, self.hidden, self.action_dim, self.discrete)
+        self.params = np.zeros(size, np.float32)
+        self.grads = np.zeros(size, np.float32)
+        self.exp_avg = np.zeros(size, np.float32)
+        self.exp_avg_sq = np.zeros(size, np.float32)
+        self.step_count = 0
+        self.hp = np.zeros(HP_SIZE, np.float64)
+        self.hp[HP_CLIP], self.hp[HP_VF], self.hp[HP_ENT] = clip_coef, vf_coef, ent_coef
+        self.hp[HP_MAX_NORM], self.hp[HP_NORM_ADV], self.hp[HP_CLIP_VLOSS] = max_grad_norm, norm_adv, clip_vloss
+        self.hp[HP_LR], self.hp[HP_BETA1], self.hp[HP_BETA2], self.hp[HP_EPS] = learning_rate, betas[0], betas[1], eps
+        self.stats = np.zeros(ST_SIZE, np.float64)
+        self._empty_i = np.zeros(1, np.int64)
+        self._empty_f = np.zeros((1, max(1, self.action_dim)), np.float32)
+        self._alloc(max_minibatch)
+        self._perm = np.zeros(0, np.int64)
+        self.init_params(seed, init_log_std)
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, cfg, obs_space, act_space, max_minibatch: int | None = None) -> "CompiledPPOLearner":
+        """A learner for a ``TrainConfig`` and gymnasium spaces (the torch model's ``make_model``)."""
+        import gymnasium as gym
+
+        from fastsample.train_config import parse_hidden
+
+        discrete = isinstance(act_space, gym.spaces.Discrete)
+        if discrete:
+            action_dim = int(act_space.n)
+        elif isinstance(act_space, gym.spaces.Box):
+            action_dim = int(np.prod(act_space.shape))
+        else:
+            raise TypeError(f"PPO supports Discrete and Box action spaces, not {act_space}")
+        if max_minibatch is None:
+            max_minibatch = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
+        return cls(int(np.prod(obs_space.shape)), action_dim, discrete, parse_hidden(cfg.hidden_sizes), cfg.activation,
+                   cfg.init_log_std, learning_rate=cfg.learning_rate, clip_coef=cfg.clip_coef, vf_coef=cfg.vf_coef,
+                   ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv,
+                   clip_vloss=cfg.clip_vloss, max_minibatch=max_minibatch, seed=cfg.seed)
+
+    def _alloc(self, batch: int) -> None:
+        self.max_minibatch = int(batch)
+        self._ws = np.zeros(workspace_size(self.obs_dim, self.hidden, self.action_dim, batch), np.float32)
+        self._wi = np.zeros(batch, np.int64)
+
+    def init_params(self, seed: int, init_log_std: float = 0.0) -> None:
+        """CleanRL's initialisation (orthogonal: gain sqrt(2) hidden, 0.01 policy head, 1 value head;
+        zero biases; log-std ``init_log_std``) from a numpy generator (not torch's random stream)."""
+        rng = np.random.default_rng(seed)
+        self.params[:] = 0.0
+        for net, table in (("critic", self.critic_layers), ("actor", self.actor_layers)):
+            for j, (w_off, _, n_in, n_out, _, _) in enumerate(table):
+                last = j == len(table) - 1
+                gain = (1.0 if net == "critic" else 0.01) if last else math.sqrt(2)
+                self.params[w_off:w_off + n_in * n_out] = _orthogonal(rng, int(n_out), int(n_in), gain).reshape(-1)
+        if not self.discrete:
+            self.params[self.log_std_off:self.log_std_off + self.action_dim] = init_log_std
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Views of ``params`` under the torch model's ``state_dict`` keys and shapes."""
+        return {name: self.params[off:off + int(np.prod(shape))].reshape(shape) for name, shape, off in self.entries}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load parameters from arrays keyed as the torch ``state_dict`` (torch tensors work too,
+        via ``np.asarray``)."""
+        views = self.state_arrays()
+        missing = sorted(set(views) - set(arrays))
+        if missing:
+            raise KeyError(f"missing parameters {missing}")
+        for name, view in views.items():
+            a = np.asarray(arrays[name], dtype=np.float32)
+            if a.shape != view.shape:
+                raise ValueError(f"{name}: shape {a.shape}, expected {view.shape}")
+            view[...] = a
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.hp[HP_LR])
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        self.hp[HP_LR] = lr
+
+    # -- compute ----------------------------------------------------------------------------------------
+
+    def _actions(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.discrete:
+            return actions, self._empty_f
+        return self._empty_i, actions.reshape(actions.shape[0], self.action_dim)
+
+    def minibatch_update(self, obs: np.ndarray, actions: np.ndarray, logprobs: np.ndarray, advantages: np.ndarray,
+                         returns: np.ndarray, values: np.ndarray, idx: np.ndarray, *, optimise: bool = True
+                         ) -> np.ndarray:
+        """One PPO minibatch update on the samples ``idx`` of a flat batch (``obs`` (n, obs_dim)
+        float32, ``actions`` (n,) int64 or (n, action_dim) float32, the rest (n,) float32).
+
+        With ``optimise=False`` only the gradient of the loss is computed (into ``grads``; no
+        clipping, no Adam step). Returns the stats vector ``[policy_loss, value_loss, entropy,
+        approx_kl, clipfrac, grad_norm]`` (grad_norm before clipping; a view, overwritten next call).
+        """
+        m = idx.shape[0]
+        if m > self.max_minibatch:
+            self._alloc(m)
+        if optimise:
+            self.step_count += 1
+        self.hp[HP_STEP] = self.step_count
+        self.hp[HP_OPTIMISE] = 1.0 if optimise else 0.0
+        act_i, act_f = self._actions(actions)
+        _ppo_minibatch(self.params, self.grads, self.exp_avg, self.exp_avg_sq, self.critic_layers, self.actor_layers,
+                       self.log_std_off, self._act, self.discrete, obs, act_i, act_f, logprobs, advantages, returns,
+                       values, idx, self._ws, self._wi, self.hp, self.stats)
+        return self.stats
+
+    def update(self, batch: dict[str, np.ndarray], *, update_epochs: int, num_minibatches: int,
+               rng: np.random.Generator, target_kl: float = 0.0) -> CompiledStats:
+        """Epochs of shuffled minibatches, as :func:`fastsample.learning.ppo.ppo_update` (keys
+        ``obs, actions, logprobs, advantages, returns, values``; the shuffle is ``rng``'s)."""
+        obs, actions, old_logp = batch["obs"], batch["actions"], batch["logprobs"]
+        advantages, returns, values = batch["advantages"], batch["returns"], batch["values"]
+        n = obs.shape[0]
+        mb = n // num_minibatches
+        if self._perm.shape[0] != n:
+            self._perm = np.arange(n, dtype=np.int64)
+        sums = np.zeros(ST_SIZE, np.float64)
+        count = 0
+        out = CompiledStats()
+        for epoch in range(update_epochs):
+            rng.shuffle(self._perm)
+            stop = False
+            for start in range(0, n, mb):
+                s = self.minibatch_update(obs, actions, old_logp, advantages, returns, values,
+                                          self._perm[start:start + mb])
+                sums += s
+                count += 1
+                if target_kl and s[ST_KL] > target_kl:
+                    stop = True
+                    break
+            out.epochs = epoch + 1
+            if stop:
+                break
+        if count:
+            (out.policy_loss, out.value_loss, out.entropy, out.approx_kl, out.clipfrac,
+             out.grad_norm) = (float(v) for v in sums / count)
+        return out
+
+    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(actor output (M, action_dim), value (M,))`` for ``obs`` (M, obs_dim) float32."""
+        m = obs.shape[0]
+        if m > self.max_minibatch:
+            self._alloc(m)
+        out = np.empty((m, self.action_dim), np.float32)
+        value = np.empty(m, np.float32)
+        _forward(self.params, self.critic_layers, self.actor_layers, self._act, np.ascontiguousarray(obs, np.float32),
+                 self._ws, out, value)
+        return out, value

@@ -1,0 +1,312 @@
+"""The compiled learner (fastsample.learning.compiled) against torch.
+
+* Gradients: on random batches, the gradient of every parameter equals torch autograd's for the
+  same loss -- the trainer's own ``ppo_update`` (one epoch, one minibatch, an SGD optimiser with
+  lr 0 and no effective clipping) on ``ActorCritic``. Tolerance, per parameter tensor ``p``:
+  ``max |g_compiled - g_torch| <= 1e-4 * max |g_torch,p| + 1e-6 * ||g_torch||_2`` (all
+  parameters), i.e. rtol 1e-4 with an absolute floor of 1e-6 of the whole gradient's norm. Both
+  heads, tanh and ReLU, and each loss option on and off (advantage normalisation, value
+  clipping, entropy bonus, surrogate clipping active or not).
+* Whole steps: clipped gradients, parameters after Adam steps and the update's stats against
+  ``ppo_update`` with ``torch.optim.Adam(eps=1e-5)`` and grad-norm clipping.
+* Adam alone against ``torch.optim.Adam``; grad-norm clipping against ``clip_grad_norm_``.
+* GAE and V-trace against the trainer's ``compute_gae`` / ``vtrace`` (called, not copied).
+* No kernel has a masked load, store, gather or scatter in its optimised IR, under every codegen
+  target of ``fastsample.check.codegen_targets()`` (a fresh process with an empty numba cache each).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from fastsample.learning import compiled
+from fastsample.learning.compiled import CompiledPPOLearner
+from fastsample.learning.ppo import ActorCritic, compute_gae, ppo_update, vtrace
+
+RTOL = 1e-4
+ATOL_OF_NORM = 1e-6
+
+
+def make_pair(discrete: bool, hidden=(64, 64), activation="tanh", obs_dim=4, action_dim=2, seed=0, **opts):
+    """A torch model (flat parameters, perturbed so that biases and log-std are not zero) and a
+    compiled learner holding the same parameters."""
+    torch.manual_seed(seed)
+    space = gym.spaces.Discrete(action_dim) if discrete else gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+    model = ActorCritic(obs_dim, space, hidden, activation)
+    flat = model.flat_parameters()
+    with torch.no_grad():
+        flat.add_(0.05 * torch.randn(flat.shape))
+    learner = CompiledPPOLearner(obs_dim, action_dim, discrete, hidden, activation, max_minibatch=64, **opts)
+    learner.load_state_arrays({k: v.detach().numpy() for k, v in model.state_dict().items()})
+    return model, flat, learner
+
+
+def make_batch(model: ActorCritic, n: int, seed: int, *, logp_noise=0.3, value_noise=0.5):
+    """Random observations and actions; behaviour log-probs and old values near the model's own,
+    so some ratios and value changes fall outside the clip range and some inside."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn((n, model.critic[0].in_features), generator=g) * 1.5
+    with torch.no_grad():
+        if model.discrete:
+            actions = torch.randint(0, model.action_dim, (n,), generator=g)
+        else:
+            actions = torch.randn((n, model.action_dim), generator=g)
+        logp, _, value = model.evaluate(obs, actions)
+    return {
+        "obs": obs, "actions": actions,
+        "logprobs": logp + logp_noise * torch.randn(n, generator=g),
+        "advantages": torch.randn(n, generator=g) * 2 + 0.3,
+        "returns": value + torch.randn(n, generator=g),
+        "values": value + value_noise * torch.randn(n, generator=g),
+    }
+
+
+def np_batch(batch):
+    return {k: np.ascontiguousarray(v.numpy()) for k, v in batch.items()}
+
+
+def torch_grad(model, flat, batch, **loss):
+    """The gradient of the trainer's loss: ppo_update on the whole batch as one minibatch, an
+    optimiser that does nothing, and clipping that never clips (coefficient exactly 1)."""
+    opt = torch.optim.SGD([flat], lr=0.0)
+    stats = ppo_update(model, opt, batch, update_epochs=1, num_minibatches=1, max_grad_norm=1e30,
+                       generator=torch.Generator().manual_seed(0), **loss)
+    return flat.grad.numpy().copy(), stats
+
+
+def assert_grads_match(learner: CompiledPPOLearner, g_compiled: np.ndarray, g_torch: np.ndarray, what: str):
+    floor = ATOL_OF_NORM * float(np.linalg.norm(g_torch))
+    assert np.isfinite(g_compiled).all(), what
+    for name, shape, off in learner.entries:
+        n = int(np.prod(shape))
+        a, b = g_compiled[off:off + n], g_torch[off:off + n]
+        err = float(np.abs(a - b).max())
+        tol = RTOL * float(np.abs(b).max()) + floor
+        assert err <= tol, f"{what}: {name} max error {err:.3g} > tolerance {tol:.3g}"
+
+
+def test_layout_is_the_torch_models():
+    for discrete in (True, False):
+        model, flat, learner = make_pair(discrete, hidden=(8, 5))
+        sd = model.state_dict()
+        views = learner.state_arrays()
+        assert list(views) == list(sd)
+        for k in sd:
+            assert views[k].shape == tuple(sd[k].shape)
+        np.testing.assert_array_equal(learner.params, flat.detach().numpy())
+
+
+def test_tanh_coefficients_are_fast_tanhs():
+    from fastsample.learning import fast_tanh
+
+    for name in ("_CLIP", "_P0", "_P1", "_P2", "_P3", "_P4", "_P5", "_P6", "_Q0", "_Q1", "_Q2", "_Q3"):
+        assert getattr(compiled, name) == getattr(fast_tanh, name), name
+
+
+def test_module_does_not_import_torch():
+    code = "import sys, fastsample.learning.compiled as c; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_forward_matches_torch(discrete, activation):
+    model, _, learner = make_pair(discrete, hidden=(64, 64), activation=activation)
+    obs = torch.randn((37, 4)) * 2
+    out, value = learner.forward(obs.numpy())
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model.actor(obs).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(value, model.value(obs).numpy(), rtol=1e-5, atol=1e-6)
+
+
+OPTIONS = list(itertools.product([True, False], [True, False], [0.01, 0.0], [0.2, 1e6]))
+
+
+@pytest.mark.parametrize("norm_adv,clip_vloss,ent_coef,clip_coef", OPTIONS,
+                         ids=[f"normadv{int(a)}-vclip{int(b)}-ent{c}-clip{d:g}" for a, b, c, d in OPTIONS])
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_gradients_match_torch(discrete, activation, norm_adv, clip_vloss, ent_coef, clip_coef):
+    loss = dict(clip_coef=clip_coef, vf_coef=0.5, ent_coef=ent_coef, norm_adv=norm_adv, clip_vloss=clip_vloss)
+    model, flat, learner = make_pair(discrete, activation=activation, ent_coef=ent_coef, clip_coef=clip_coef,
+                                     vf_coef=0.5, norm_adv=norm_adv, clip_vloss=clip_vloss)
+    batch = make_batch(model, 64, seed=1)
+    g_torch, stats = torch_grad(model, flat, batch, **loss)
+    b = np_batch(batch)
+    s = learner.minibatch_update(b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"], b["values"],
+                                 np.arange(64), optimise=False).copy()
+    what = f"{'categorical' if discrete else 'gaussian'} {activation} {loss}"
+    assert_grads_match(learner, learner.grads, g_torch, what)
+    np.testing.assert_allclose(s[:5], [stats.policy_loss, stats.value_loss, stats.entropy, stats.approx_kl,
+                                       stats.clipfrac], rtol=1e-4, atol=1e-6, err_msg=what)
+    np.testing.assert_allclose(s[5], stats.grad_norm, rtol=1e-4, err_msg=what)
+    if clip_coef == 0.2:  # the batch really exercises both sides of the clip
+        assert 0.05 < stats.clipfrac < 0.95
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("hidden,obs_dim,action_dim", [((5, 7), 3, 3), ((16, 9, 6), 11, 1), ((64,), 4, 5)])
+def test_gradients_match_torch_other_shapes(discrete, hidden, obs_dim, action_dim):
+    """Widths that are not multiples of 4 (the kernels' unrolling), depth 1 and 3, a minibatch
+    gathered from a larger batch."""
+    loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=True, clip_vloss=True)
+    model, flat, learner = make_pair(discrete, hidden, "tanh", obs_dim, action_dim, seed=3)
+    big = make_batch(model, 100, seed=2)
+    idx = np.random.default_rng(0).permutation(100)[:45]
+    g_torch, _ = torch_grad(model, flat, {k: v[torch.from_numpy(idx)] for k, v in big.items()}, **loss)
+    b = np_batch(big)
+    learner.minibatch_update(b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"], b["values"],
+                             idx, optimise=False)
+    assert_grads_match(learner, learner.grads, g_torch, f"{hidden} {obs_dim} {action_dim}")
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("max_grad_norm", [0.1, 1e3], ids=["clipped", "unclipped"])
+def test_update_steps_match_torch_adam(discrete, max_grad_norm):
+    """Three epochs of one full-batch minibatch each: three Adam steps with clipping, the clipped
+    gradient, the parameters after each step and the averaged stats as ppo_update's."""
+    loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=True, clip_vloss=True,
+                max_grad_norm=max_grad_norm)
+    model, flat, learner = make_pair(discrete, learning_rate=3e-3, **loss)
+    batch = make_batch(model, 128, seed=5)
+    b = np_batch(batch)
+    opt = torch.optim.Adam([flat], lr=3e-3, eps=1e-5)
+    for step in range(3):
+        stats = ppo_update(model, opt, batch, update_epochs=1, num_minibatches=1,
+                           generator=torch.Generator().manual_seed(step), **loss)
+        s = learner.minibatch_update(b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"],
+                                     b["values"], np.arange(128))
+        assert_grads_match(learner, learner.grads, flat.grad.numpy(), f"clipped gradient, step {step}")
+        np.testing.assert_allclose(s[5], stats.grad_norm, rtol=1e-4)
+        if max_grad_norm < 1:
+            assert stats.grad_norm > 2 * max_grad_norm  # the clipping really happened
+        # after an Adam step the parameters agree to ~lr * (relative gradient error); Adam divides
+        # by sqrt(v), so compare the step taken, not the raw parameters
+        np.testing.assert_allclose(learner.params, flat.detach().numpy(), rtol=0, atol=3e-3 * 1e-2 + 1e-6,
+                                   err_msg=f"parameters after step {step}")
+    np.testing.assert_allclose(learner.exp_avg, opt.state[flat]["exp_avg"].numpy(), rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(learner.exp_avg_sq, opt.state[flat]["exp_avg_sq"].numpy(), rtol=1e-3, atol=1e-10)
+
+
+def test_adam_matches_torch():
+    rng = np.random.default_rng(0)
+    n = 1000
+    p0 = rng.normal(size=n).astype(np.float32)
+    p = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    opt = torch.optim.Adam([p], lr=2.5e-4, eps=1e-5)
+    params, m, v = p0.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
+    for step in range(1, 6):
+        g = (rng.normal(size=n) * 10.0 ** rng.uniform(-4, 1, n)).astype(np.float32)
+        p.grad = torch.from_numpy(g.copy())
+        opt.step()
+        compiled._adam(params, g, m, v, 2.5e-4, 0.9, 0.999, 1e-5, float(step))
+        np.testing.assert_allclose(m, opt.state[p]["exp_avg"].numpy(), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(v, opt.state[p]["exp_avg_sq"].numpy(), rtol=1e-6, atol=1e-20)
+        np.testing.assert_allclose(params, p.detach().numpy(), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(params - p0, p.detach().numpy() - p0, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e2])
+def test_clip_grad_norm_matches_torch(scale):
+    g = (np.random.default_rng(1).normal(size=777) * scale).astype(np.float32)
+    t = torch.from_numpy(g.copy()).requires_grad_()
+    t.grad = torch.from_numpy(g.copy())
+    norm_t = torch.nn.utils.clip_grad_norm_([t], 0.5)
+    norm_c = compiled._clip_grad_norm(g, 0.5)
+    assert norm_c == pytest.approx(float(norm_t), rel=1e-6)
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-6, atol=0)
+
+
+def _trajectories(T=33, N=19, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
+    dones = (rng.random((T, N)) < 0.1).astype(np.float32)
+    return f(T, N), f(T, N), dones, f(N), (0.3 * f(T, N))
+
+
+@pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 1.0), (0.97, 0.0)])
+def test_gae_matches_trainer(gamma, lam):
+    r, v, d, last, _ = _trajectories()
+    adv_t, ret_t = compute_gae(*(torch.from_numpy(x) for x in (r, v, d, last)), gamma, lam)
+    adv, ret = compiled.compute_gae(r, v, d, last, gamma, lam)
+    np.testing.assert_allclose(adv, adv_t.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ret, ret_t.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lam,rho_bar,c_bar", [(1.0, 1.0, 1.0), (0.95, 0.8, 1.2)])
+def test_vtrace_matches_trainer(lam, rho_bar, c_bar):
+    r, v, d, last, log_rhos = _trajectories(seed=1)
+    adv_t, vs_t = vtrace(*(torch.from_numpy(x) for x in (r, v, d, last, log_rhos)), 0.99, lam, rho_bar, c_bar)
+    adv, vs = compiled.vtrace(r, v, d, last, log_rhos, 0.99, lam, rho_bar, c_bar)
+    np.testing.assert_allclose(vs, vs_t.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(adv, adv_t.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_update_loop_runs_and_learns_nothing_nan():
+    """``update`` (epochs of shuffled minibatches, target_kl early stop) on a trainer-shaped batch."""
+    model, _, learner = make_pair(True, learning_rate=1e-3)
+    b = np_batch(make_batch(model, 256, seed=7))
+    stats = learner.update(b, update_epochs=4, num_minibatches=4, rng=np.random.default_rng(0))
+    assert stats.epochs == 4 and learner.step_count == 16
+    assert np.isfinite(learner.params).all() and np.isfinite([stats.policy_loss, stats.grad_norm]).all()
+    stats = learner.update(b, update_epochs=4, num_minibatches=4, rng=np.random.default_rng(0), target_kl=1e-9)
+    assert stats.epochs == 1 and learner.step_count == 17
+
+
+_COMPILE_ALL = r"""
+import json, numpy as np
+from fastsample.check import masked_memory_ops
+from fastsample.learning import compiled
+from fastsample.learning.compiled import CompiledPPOLearner
+rng = np.random.default_rng(0)
+n = 96
+for discrete in (True, False):
+    for activation in ("tanh", "relu"):
+        L = CompiledPPOLearner(5, 3, discrete, (13, 8), activation, max_minibatch=n)
+        obs = rng.normal(size=(n, 5)).astype(np.float32)
+        acts = rng.integers(0, 3, n) if discrete else rng.normal(size=(n, 3)).astype(np.float32)
+        vec = lambda: rng.normal(size=n).astype(np.float32)
+        batch = dict(obs=obs, actions=acts, logprobs=vec(), advantages=vec(), returns=vec(), values=vec())
+        L.update(batch, update_epochs=1, num_minibatches=2, rng=rng)
+        L.minibatch_update(obs, acts, vec(), vec(), vec(), vec(), np.arange(n), optimise=False)
+        L.forward(obs)
+r = rng.normal(size=(9, 7)).astype(np.float32)
+compiled.compute_gae(r, r, (r > 1).astype(np.float32), r[0], 0.99, 0.95)
+compiled.vtrace(r, r, (r > 1).astype(np.float32), r[0], r, 0.99)
+print(json.dumps({"uncompiled": [k for k, d in compiled.KERNELS.items() if not d.signatures],
+                  "masked": masked_memory_ops({k: d for k, d in compiled.KERNELS.items()})}))
+"""
+
+
+def _targets():
+    # every target of the project's codegen matrix: which loops LLVM turns into gathers or
+    # scatters differs between them (x86-64-v3 tuning with AVX-512 did, host tuning did not)
+    from fastsample.check import codegen_targets
+
+    return codegen_targets()
+
+
+@pytest.mark.parametrize("target", sorted(_targets()))
+def test_no_masked_memory_ops(target):
+    env_vars = _targets()[target]
+    with tempfile.TemporaryDirectory(prefix="fastsample-compiled-") as cache:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU_")}
+        env.update(env_vars)
+        env["NUMBA_CACHE_DIR"] = cache
+        proc = subprocess.run([sys.executable, "-c", _COMPILE_ALL], env=env, capture_output=True, text=True,
+                              timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["uncompiled"] == []
+    assert report["masked"] == {}, f"{target}: masked memory operations {report['masked']}"
