@@ -375,8 +375,8 @@ def wrap(vector_env: VectorEnv) -> SB3VecEnv:
 class ProcessVecEnv(SB3VecEnv):
     """A drop-in for SB3's ``SubprocVecEnv`` on fastsample's worker engine.
 
-    ``env_fns`` are spread over ``num_workers`` processes (default ``min(len(env_fns),
-    os.cpu_count())``), several envs per worker, with observations, rewards, flags and actions
+    ``env_fns`` are spread over ``num_workers`` processes (default ``min(len(env_fns), CPUs
+    this process may use)``), several envs per worker, with observations, rewards, flags and actions
     in shared memory (:class:`~fastsample.ProcessVectorEnv` in ``SameStep`` mode).
     ``start_method`` is the multiprocessing start method; ``None`` takes
     ``ProcessVectorEnv``'s default (``"fork"`` on Linux, where ``SubprocVecEnv`` defaults to
