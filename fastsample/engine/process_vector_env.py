@@ -397,11 +397,11 @@ class ProcessVectorEnv(VectorEnv):
         self._ctrl[w] += 1
 
     def _run_local(self, command: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
-        """Run a command on the inline slice; its reply as a worker would send it. Runs held
-        (a Ctrl-C waits for the slice to finish); a second Ctrl-C stops it half done."""
+        """Run a command on the inline slice; its reply as a worker would send it. Callers
+        hold interrupts (``forceable``): a Ctrl-C waits for the slice to finish; a second one
+        stops it half done, and the env is marked unusable."""
         try:
-            with hold_interrupts(forceable=True):
-                return command()
+            return command()
         except Exception as exc:
             return W.REPLY_ERROR, W.describe_error(exc)
         except BaseException:  # a second Ctrl-C mid-slice: this slice may be half done
@@ -413,15 +413,23 @@ class ProcessVectorEnv(VectorEnv):
         Ctrl-C during it is reported afterwards as the call pending (or, if ``start`` raised
         after a second Ctrl-C, the env is marked unusable)."""
         # (a KeyboardInterrupt out of this block is one raised before the section began, when
-        # nothing has happened, or a second Ctrl-C in the inline slice, which marks the env)
-        with hold_interrupts() as held:
-            start()
+        # nothing has happened, or a second Ctrl-C, which marks the env)
+        with hold_interrupts(forceable=True) as held:
+            try:
+                start()
+            except KeyboardInterrupt:
+                self._mark_forced(what)
+                raise
         if held.interrupted:
             pending = self.pending_call
             if pending is not None:
                 held.deliver(f"{what}() was interrupted after it was sent: {pending}_wait() returns its results",
                              pending=pending)
             held.deliver(f"{what}() was interrupted after it was sent; it took effect", completed=True)
+
+    def _mark_forced(self, what: str) -> None:
+        if self._broken is None:
+            self._broken = f"{what}() was interrupted twice (a second Ctrl-C) while it signalled workers"
 
     def _select_slot(self, k: int) -> None:
         """Commands from now on write their results into slot ``k`` (workers read it when a
@@ -762,21 +770,25 @@ class ProcessVectorEnv(VectorEnv):
         """``step_async`` + ``step_wait`` for the common case (array actions, shared memory,
         nothing else pending) with less Python in between; same results and errors."""
         loaded = self._checker.load(actions)
-        with hold_interrupts() as held:  # (see _held_send)
-            if self._out_slots is not None:
-                slot = self._out_slots.free()
-                if self._views is not self._slot_views[slot]:
-                    self._select_slot(slot)
-            v = self._views
-            if loaded is not v.actions:
-                np.copyto(v.actions, loaded, casting="unsafe")
-            self._state = _State.WAITING_STEP
-            remote = self._remote
-            for w in remote:
-                self._signal(w, W.CMD_STEP)
-                self._in_flight[w] = "step"
-            if self._local is not None:
-                self._ready[0] = self._run_local(self._local.step)
+        remote = self._remote
+        with hold_interrupts(forceable=True) as held:  # (see _held_send)
+            try:
+                if self._out_slots is not None:
+                    slot = self._out_slots.free()
+                    if self._views is not self._slot_views[slot]:
+                        self._select_slot(slot)
+                v = self._views
+                if loaded is not v.actions:
+                    np.copyto(v.actions, loaded, casting="unsafe")
+                self._state = _State.WAITING_STEP
+                for w in remote:
+                    self._signal(w, W.CMD_STEP)
+                    self._in_flight[w] = "step"
+                if self._local is not None:
+                    self._ready[0] = self._run_local(self._local.step)
+            except KeyboardInterrupt:
+                self._mark_forced("step")
+                raise
         if held.interrupted:
             held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
                          pending="step")
@@ -1003,8 +1015,12 @@ class ProcessVectorEnv(VectorEnv):
             for w in workers:
                 self._send(w, W.CMD_MESSAGE, messages[w], what=name)
 
-        with hold_interrupts() as held:  # (see _held_send)
-            start()
+        with hold_interrupts(forceable=True) as held:  # (see _held_send)
+            try:
+                start()
+            except KeyboardInterrupt:
+                self._mark_forced(name)
+                raise
         try:
             if held.interrupted:
                 raise KeyboardInterrupt
@@ -1044,7 +1060,7 @@ class ProcessVectorEnv(VectorEnv):
                     self._collect(sorted(set(self._in_flight) | set(self._ready)), timeout=timeout or 5.0)
                     self._ready.clear()
                     self._state = _State.IDLE
-                with hold_interrupts():
+                with hold_interrupts(forceable=True):
                     for w in self._order:
                         self._send(w, W.CMD_MESSAGE, ("close", None), what="close")
                 self._collect(list(range(self.num_workers)), timeout=timeout or 5.0)

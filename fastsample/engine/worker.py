@@ -284,7 +284,10 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
             if code == CMD_STEP:
                 reply(*server.step())
                 continue
-            name, payload = conn.recv()
+            try:
+                name, payload = conn.recv()
+            except (EOFError, OSError):  # the parent closed its end: it is gone
+                os._exit(0)
             if name == "_test_crash":  # fault injection for the test suite
                 if payload == "segfault":
                     ctypes.string_at(0)
@@ -293,4 +296,7 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
             if name == "close":
                 return
         except Exception as exc:
-            reply(REPLY_ERROR, describe_error(exc))
+            try:
+                reply(REPLY_ERROR, describe_error(exc))
+            except OSError:  # nobody to tell: the parent is gone
+                os._exit(0)
