@@ -23,9 +23,9 @@ def register_kernel(kernel: EnvKernel, *, overwrite: bool = False) -> EnvKernel:
 
 
 def _register_builtin() -> None:
-    from envs_numba import classic_control, toy_text
+    from envs_numba import classic_control, minatar, toy_text
 
-    for kernel in (*classic_control.KERNELS, *toy_text.KERNELS):
+    for kernel in (*classic_control.KERNELS, *toy_text.KERNELS, *minatar.KERNELS):
         register_kernel(kernel)
 
 

@@ -146,6 +146,71 @@ class _CellAsArray(gym.vector.VectorWrapper):
         return obs.astype(np.int64)[:, None], rewards, terminations, truncations, self._info(info)
 
 
+class SingleEnvStack(gym.vector.VectorEnv):
+    """``num_envs`` separate one-env fastsample vector envs of ``env_id``, env ``i`` seeded
+    ``seed + i``, behaving as one vector env: the reference for kernels without a gymnasium
+    counterpart (the MinAtar games, checked against the ``minatar`` package by their own
+    tests). A batch must equal its envs run one at a time, whatever the batch size, the
+    autoreset mode and the CPU target."""
+
+    def __init__(self, env_id: str, num_envs: int, mode: str, max_episode_steps: int | None = None, **env_kwargs):
+        import fastsample
+
+        self.envs = [fastsample.make_vec(env_id, 1, autoreset_mode=mode, max_episode_steps=max_episode_steps,
+                                         **env_kwargs) for _ in range(num_envs)]
+        first = self.envs[0]
+        self.num_envs = num_envs
+        self.metadata = dict(first.metadata)
+        self.single_observation_space = first.single_observation_space
+        self.single_action_space = first.single_action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self._obs = np.zeros((num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype)
+
+    def reset(self, *, seed=None, options=None):
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+        for i, env in enumerate(self.envs):
+            if mask is None or mask[i]:
+                self._obs[i] = env.reset(seed=seeds[i], options=options or None)[0][0]
+        return self._obs.copy(), {}
+
+    def step(self, actions):
+        n = self.num_envs
+        rewards = np.zeros(n)
+        terminations = np.zeros(n, np.bool_)
+        truncations = np.zeros(n, np.bool_)
+        final_obs = np.full(n, None, dtype=object)
+        has_final = np.zeros(n, np.bool_)
+        any_final = False
+        for i, env in enumerate(self.envs):
+            obs, r, term, trunc, info = env.step(actions[i:i + 1])
+            self._obs[i], rewards[i], terminations[i], truncations[i] = obs[0], r[0], term[0], trunc[0]
+            if "final_obs" in info:
+                any_final = True
+                if info["_final_obs"][0]:
+                    has_final[i] = True
+                    final_obs[i] = info["final_obs"][0]
+        infos = {}
+        if any_final:
+            infos = {"final_obs": final_obs, "_final_obs": has_final, "final_info": {}, "_final_info": has_final.copy()}
+        return self._obs.copy(), rewards, terminations, truncations, infos
+
+    def close_extras(self, **kwargs):
+        for env in self.envs:
+            env.close()
+
+
+def _single_env_stack(env_id: str, **env_kwargs):
+    def make(num_envs: int, mode: str, max_episode_steps: int):
+        return SingleEnvStack(env_id, num_envs, mode, max_episode_steps, **env_kwargs)
+    return make
+
+
 @dataclass(frozen=True)
 class Case:
     """One kernel's side-by-side check: which gymnasium env is the truth, and the reset
@@ -157,6 +222,8 @@ class Case:
     steps: int = 120
     make_ref: Callable[[int, str, int], Any] | None = None
     env_kwargs: dict = field(default_factory=dict)
+    sizes: tuple[int, ...] | None = None
+    """``num_envs`` values to run (default: all of ``check_here``'s sizes)."""
 
 
 def _frozen_lake(num_envs: int, mode: str, max_episode_steps: int):
@@ -165,6 +232,8 @@ def _frozen_lake(num_envs: int, mode: str, max_episode_steps: int):
                        max_episode_steps=max_episode_steps)
     return _CellAsArray(ref)
 
+
+_MINATAR_RUN = {"steps": 60, "sizes": (1, 31, 32, 33, 64)}
 
 CASES = (
     Case("CartPole-v1"),
@@ -176,6 +245,12 @@ CASES = (
     Case("Pendulum-v1"),  # never terminates: truncations only
     # GridWorld-v0 without slips is FrozenLake-v1's 4x4 map without slips
     Case("GridWorld-v0", make_ref=_frozen_lake),
+    # MinAtar: a batch against the same game as one-env envs seeded seed + i (the games
+    # themselves are checked against the minatar package by tests/test_minatar_*_align.py).
+    # Their loops draw random numbers (sticky actions) and are not vectorised; the IR check
+    # covers them at any size, so they run shorter and without the largest size.
+    Case("MinAtar-Breakout-v1", make_ref=_single_env_stack("MinAtar-Breakout-v1"), max_episode_steps=12,
+         **_MINATAR_RUN),
 )
 
 
@@ -279,7 +354,7 @@ def check_here(sizes=SIZES, modes=MODES, cases=CASES) -> dict:
     for case in cases:
         totals = {"terminated": 0, "truncated": 0}
         for mode in modes:
-            for n in sizes:
+            for n in sizes if case.sizes is None else [n for n in sizes if n in case.sizes]:
                 report["cases"] += 1
                 try:
                     counts = run_case(case, n, mode)

@@ -39,9 +39,9 @@ def test_kernels_match_gymnasium_under_target(reports, target):
     report = reports[target]
     failures = "\n".join(report["failures"][:20])
     assert not report["failures"], f"{target} ({report.get('target')}):\n{failures}"
-    assert report["cases"] == len(check.CASES) * len(check.MODES) * len(check.SIZES)
+    assert report["cases"] == sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES)
     ends = report["episode_ends"]
     for case in check.CASES:  # the runs really ended episodes both ways
         assert ends[case.env_id]["truncated"] > 0, case.env_id
-        if case.env_id != "Pendulum-v1":  # Pendulum never terminates
+        if case.env_id not in ("Pendulum-v1", "MinAtar-Freeway-v1"):  # they never terminate early
             assert ends[case.env_id]["terminated"] > 0, case.env_id

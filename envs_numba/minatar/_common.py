@@ -1,0 +1,111 @@
+"""What the five MinAtar games share: parameters, sticky actions, random draws, action sets.
+
+Every game file follows the same shape:
+
+* ``_reset_env(i, state, rng, params, obs, tape)`` and
+  ``_step_env(i, action, state, rng, params, obs, tape) -> (reward, terminal)`` are the game for
+  one env: a deterministic function of the state, the action and the random outcomes it draws.
+  Every random outcome comes from :func:`draw_double` or :func:`draw_int`. With ``tape=None``
+  (what the batched kernels pass) they draw from env ``i``'s PCG64 stream (``envs_numba.rng``);
+  with a float64 ``tape`` they read the next recorded outcome instead, so the tests can feed
+  the outcomes the ``minatar`` package drew (its ``RandomState``) and compare step by step.
+  Numba compiles the two cases separately (``tape is None`` is decided at compile time).
+* ``reset``/``step`` are the batched protocol kernels (``envs_numba/core.py``), which loop over
+  the envs in ``mask`` and call the functions above. Both loops draw random numbers (every step
+  draws the sticky-action outcome), so they are never vectorised and ``if mask[i]:`` is safe.
+
+Tape layout: ``tape[0]`` is the read position (starts at 1), ``tape[1:]`` the outcomes in the
+order the reference drew them: ``rand()`` as the double it returned, ``randint(...)`` as the
+integer (arrays flattened in order).
+
+Random outcomes from our own stream: ``rand()`` is ``next_double`` (NumPy's 53-bit double) and
+``randint(n)`` is ``floor(next_double * n)``. These are not MT19937 draws, so a seeded run is not
+the ``minatar`` package's run under the same seed; given the same outcomes, every step is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from envs_numba import rng as rng_mod
+from envs_numba.core import parse_kwargs
+
+# action numbering of the minatar package (``Environment.num_actions() == 6``)
+NOOP, LEFT, UP, RIGHT, DOWN, FIRE = 0, 1, 2, 3, 4, 5
+ACTION_NAMES = ("n", "l", "u", "r", "d", "f")
+FULL_ACTION_SET = (NOOP, LEFT, UP, RIGHT, DOWN, FIRE)
+
+# params layout, shared by every game
+P_STICKY = 0  # sticky_action_prob
+P_RAMPING = 1  # difficulty_ramping (1.0 / 0.0)
+P_ACTION_MAP = 2  # 6 slots: agent action index -> minatar action (unused slots -1)
+N_PARAMS = P_ACTION_MAP + 6
+
+
+@njit(cache=True, inline="always")
+def draw_double(rng, i, tape):
+    """One ``RandomState.rand()`` outcome: a double in [0, 1)."""
+    if tape is None:
+        return rng_mod.next_double(rng, i)
+    k = np.int64(tape[0])
+    tape[0] = k + 1
+    return tape[k]
+
+
+@njit(cache=True, inline="always")
+def draw_int(rng, i, n, tape):
+    """One ``RandomState.randint(n)`` outcome: an integer in [0, n)."""
+    if tape is None:
+        return np.int64(rng_mod.next_double(rng, i) * n)
+    k = np.int64(tape[0])
+    tape[0] = k + 1
+    return np.int64(tape[k])
+
+
+@njit(cache=True, inline="always")
+def sticky_action(i, action, state, row_last, rng, params, tape):
+    """``Environment.act``'s sticky actions: map the agent's action index to a minatar action,
+    draw one ``rand()`` (every step, whatever the probability), and with probability
+    ``sticky_action_prob`` repeat the previous action instead. The previous action lives in
+    ``state[row_last, i]``, which resets never touch: as in the reference, it carries over from
+    one episode to the next (0, no-op, before the first step)."""
+    a = np.int64(params[P_ACTION_MAP + action])
+    if draw_double(rng, i, tape) < params[P_STICKY]:
+        a = np.int64(state[row_last, i])
+    state[row_last, i] = a
+    return a
+
+
+def make_params_for(env_id: str, action_set: tuple[int, ...], kwargs: dict) -> np.ndarray:
+    """Constructor kwargs (``sticky_action_prob=0.1``, ``difficulty_ramping=True``) -> params."""
+    merged = parse_kwargs(env_id, kwargs, {"sticky_action_prob": 0.1, "difficulty_ramping": True})
+    p = merged["sticky_action_prob"]
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(p)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{env_id}: sticky_action_prob must be a probability in [0, 1], got {p!r}")
+    ramp = merged["difficulty_ramping"]
+    if not isinstance(ramp, (bool, np.bool_)):
+        raise TypeError(f"{env_id}: difficulty_ramping must be a bool, got {ramp!r}")
+    params = np.full(N_PARAMS, -1.0)
+    params[P_STICKY] = float(p)
+    params[P_RAMPING] = 1.0 if ramp else 0.0
+    params[P_ACTION_MAP:P_ACTION_MAP + len(action_set)] = action_set
+    return params
+
+
+def new_tape(outcomes) -> np.ndarray:
+    """A tape holding ``outcomes`` (read position 1), followed by NaN sentinels: a step that
+    draws more than was recorded reads NaN and its position passes :func:`tape_used`'s count."""
+    outcomes = np.asarray(outcomes, dtype=np.float64).ravel()
+    tape = np.full(outcomes.shape[0] + 33, np.nan)
+    tape[0] = 1.0
+    tape[1:1 + outcomes.shape[0]] = outcomes
+    return tape
+
+
+def tape_used(tape: np.ndarray) -> int:
+    """How many outcomes were read from ``tape``."""
+    return int(tape[0]) - 1
