@@ -541,16 +541,16 @@ class ProcessVectorEnv(VectorEnv):
         """Whether worker ``w``'s step reply is signalled, spinning up to the spin time for it
         (interruptible: nothing changes here). The worker writes its eventfd before it bumps
         the counter, so a bumped counter means a read of the eventfd will not block."""
-        # ">": the counter may lag the eventfd (a worker preempted between the two), so a
-        # counter below what we have read is not a new reply
+        # The counter may lag the eventfd: a worker preempted between the two (often by this
+        # process, woken by its eventfd on the same core). A counter below what we have read is
+        # not a new reply, and spinning then would only keep that worker off the core: stop.
         ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
         if self._spin_s:
             clock = time.perf_counter
             deadline = clock() + self._spin_s
-            while ctrl[slot] <= seen:
+            while ctrl[slot] == seen:
                 if clock() > deadline:
                     return False
-            return True
         return ctrl[slot] > seen
 
     def _read_signalled(self, w: int) -> None:
@@ -571,7 +571,7 @@ class ProcessVectorEnv(VectorEnv):
         remote = [w for w in waiting if w in self._in_flight]
         while time.perf_counter() < deadline:
             for w in remote:
-                if ctrl[k + w] > seen[w]:  # (the counter may lag: see _reply_signalled)
+                if ctrl[k + w] != seen[w]:  # a reply, or a lagging counter (see _reply_signalled)
                     return
 
     def _check_usable(self) -> None:

@@ -273,8 +273,9 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
     while True:
         if spin_s:
             deadline = clock() + spin_s
-            # "<=": the parent bumps the counter after writing the eventfd, so it may lag
-            while ctrl[index] <= commands_seen and clock() < deadline:
+            # the parent bumps the counter after writing the eventfd, so it may lag (the parent
+            # preempted between the two): then stop spinning at once, to give it the core
+            while ctrl[index] == commands_seen and clock() < deadline:
                 pass
         if ctrl[index] <= commands_seen:  # going to sleep: wake for a command or the parent's end
             watch.wait_for_command()
