@@ -189,3 +189,28 @@ def test_ctrl_c_with_a_program_handler_calls_it_after_the_critical_section(no_sh
         env.close()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_held_sections_restore_whatever_sigint_handler_was_there():
+    """Installing and removing a program handler around held sections leaves Python's
+    behaviour as it was: the default handler raises KeyboardInterrupt again afterwards."""
+    from fastsample.engine.interrupts import HANDLER, hold_interrupts
+
+    env = fastsample.make_vec("CartPole-v1", 2, seed=0)
+    env.reset(seed=0)
+    env.step(np.zeros(2, dtype=np.int64))  # HANDLER now stands in for the default handler
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda s, f: calls.append(s))
+    try:
+        env.step(np.zeros(2, dtype=np.int64))  # swapped for this section only
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)  # outside sections: as the default handler
+    with pytest.raises(CallInterrupted) as err:
+        with hold_interrupts() as held:
+            signal.raise_signal(signal.SIGINT)  # held
+            assert held.active
+        held.deliver("test", completed=True, result=1)
+    assert err.value.result == 1 and calls == []
+    env.close()

@@ -81,7 +81,7 @@ class hold_interrupts:
     :meth:`deliver` runs the program's handler for it. If the block raised, a held SIGINT turns
     the exception into a ``KeyboardInterrupt`` raised from it."""
 
-    __slots__ = ("forceable", "active", "swapped", "interrupted", "signal")
+    __slots__ = ("forceable", "active", "swapped", "saved", "interrupted", "signal", "target")
 
     def __init__(self, forceable: bool = False):
         self.forceable = forceable
@@ -99,7 +99,8 @@ class hold_interrupts:
                 h.previous = _default
                 _setsignal(_SIGINT, h)  # stays: it behaves as the default handler outside sections
             elif callable(current) and h.depth == 0:
-                h.previous = current  # the program's own handler: ours only for this section
+                # the program's own handler: ours only for this section
+                self.saved, h.previous = h.previous, current
                 _setsignal(_SIGINT, h)
                 self.swapped = True
             else:
@@ -120,8 +121,10 @@ class hold_interrupts:
         if h.depth == 0:
             self.signal, h.pending = h.pending, None
             self.interrupted = self.signal is not None
+            self.target = h.previous  # the handler the held SIGINT is for
             if self.swapped:
                 _setsignal(_SIGINT, h.previous)
+                h.previous = self.saved
         if self.interrupted and exc_type is not None and not issubclass(exc_type, KeyboardInterrupt):
             raise KeyboardInterrupt(f"interrupted while raising {exc_type.__name__}: {exc}") from exc
         return False
@@ -134,6 +137,6 @@ class hold_interrupts:
         self.interrupted = False
         signum, frame = self.signal
         try:
-            HANDLER.previous(signum, frame)
+            self.target(signum, frame)
         except KeyboardInterrupt:
             raise CallInterrupted(message, **kwargs) from None
