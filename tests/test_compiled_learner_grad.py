@@ -172,6 +172,21 @@ def test_gradients_match_torch_other_shapes(discrete, hidden, obs_dim, action_di
 
 
 @pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("n", [300, 1024])
+def test_gradients_match_torch_large_batches(discrete, n):
+    """Several sample chunks with a partial last one (300), a padded row stride (1024)."""
+    loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=True, clip_vloss=True)
+    model, flat, learner = make_pair(discrete, activation="tanh", **loss)
+    batch = make_batch(model, n, seed=4)
+    g_torch, _ = torch_grad(model, flat, batch, **loss)
+    b = np_batch(batch)
+    learner.minibatch_update(b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"], b["values"],
+                             np.arange(n), optimise=False)
+    assert learner.max_minibatch == n  # the buffers grew once
+    assert_grads_match(learner, learner.grads, g_torch, f"batch {n}")
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
 @pytest.mark.parametrize("max_grad_norm", [0.1, 1e3], ids=["clipped", "unclipped"])
 def test_update_steps_match_torch_adam(discrete, max_grad_norm):
     """Three epochs of one full-batch minibatch each: three Adam steps with clipping, the clipped

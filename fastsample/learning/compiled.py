@@ -50,7 +50,7 @@ from numba.extending import intrinsic
 __all__ = ["CompiledPPOLearner", "CompiledStats", "param_layout", "compute_gae", "vtrace", "KERNELS"]
 
 _FM = {"reassoc", "contract", "nsz"}
-_KW = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+_KW = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True, _nrt=False)
 
 F32 = np.float32
 _ZERO = F32(0.0)
@@ -101,101 +101,179 @@ def _activate(y, act):
             f[j] = v if v > _ZERO else _ZERO
 
 
+# Samples are processed in chunks of _CHUNK, so that a layer's input block (n_in x _CHUNK) stays
+# in the L1/L2 cache while every output row is computed from it.
+_CHUNK = 128
+
+
 @njit(**_KW)
-def _dense_fwd(W, bias, x, y, act):
-    """``y = act(W x + bias)``: W (n_out, n_in), x (n_in, M), y (n_out, M)."""
+def _rows_axpy(C, transposed, src, dst, c0, c1, first_row, n_rows, init, bias):
+    """For each of ``n_rows`` destination rows ``r`` from ``first_row``, over samples ``c0:c1``:
+    ``dst[r] = init_r + sum_k C[r, k] src[k]`` where ``C[r, k]`` is ``C[k, r]`` when ``transposed``
+    and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0. Two rows and four terms at a time
+    (each loaded sample is used twice, each stored one takes four products)."""
+    n = c1 - c0
+    n_src = src.shape[0]
+    n4 = n_src - n_src % 4
+    r_end = first_row + n_rows
+    r2 = first_row + (n_rows - n_rows % 2)
+    for r in range(first_row, r2, 2):
+        d0 = dst[r][c0:c1]
+        d1 = dst[r + 1][c0:c1]
+        i0 = bias[r] if init == 1 else _ZERO
+        i1 = bias[r + 1] if init == 1 else _ZERO
+        for b in range(n):
+            d0[b] = i0
+            d1[b] = i1
+        for k in range(0, n4, 4):
+            if transposed:
+                a0, a1, a2, a3 = C[k, r], C[k + 1, r], C[k + 2, r], C[k + 3, r]
+                e0, e1, e2, e3 = C[k, r + 1], C[k + 1, r + 1], C[k + 2, r + 1], C[k + 3, r + 1]
+            else:
+                a0, a1, a2, a3 = C[r, k], C[r, k + 1], C[r, k + 2], C[r, k + 3]
+                e0, e1, e2, e3 = C[r + 1, k], C[r + 1, k + 1], C[r + 1, k + 2], C[r + 1, k + 3]
+            s0, s1, s2, s3 = src[k][c0:c1], src[k + 1][c0:c1], src[k + 2][c0:c1], src[k + 3][c0:c1]
+            for b in range(n):
+                v0 = s0[b]
+                v1 = s1[b]
+                v2 = s2[b]
+                v3 = s3[b]
+                d0[b] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                d1[b] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
+        for k in range(n4, n_src):
+            a0 = C[k, r] if transposed else C[r, k]
+            e0 = C[k, r + 1] if transposed else C[r + 1, k]
+            sk = src[k][c0:c1]
+            for b in range(n):
+                v = sk[b]
+                d0[b] += a0 * v
+                d1[b] += e0 * v
+    for r in range(r2, r_end):
+        d0 = dst[r][c0:c1]
+        i0 = bias[r] if init == 1 else _ZERO
+        for b in range(n):
+            d0[b] = i0
+        for k in range(n_src):
+            a0 = C[k, r] if transposed else C[r, k]
+            sk = src[k][c0:c1]
+            for b in range(n):
+                d0[b] += a0 * sk[b]
+
+
+@njit(**_KW)
+def _dense_fwd(W, bias, x, y, act, M):
+    """``y = act(W x + bias)`` on the first ``M`` columns: W (n_out, n_in), x (n_in, >= M), y (n_out, >= M)."""
     n_out, n_in = W.shape
-    M = x.shape[1]
     if M <= 0 or n_in <= 0 or n_out <= 0:  # LLVM then knows every loop below runs
         return
-    n4 = n_in - n_in % 4
-    for o in range(n_out):
-        yo = y[o]
-        bo = bias[o]
-        for b in range(M):
-            yo[b] = bo
-        for i in range(0, n4, 4):
-            w0, w1, w2, w3 = W[o, i], W[o, i + 1], W[o, i + 2], W[o, i + 3]
-            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-            for b in range(M):
-                yo[b] += w0 * x0[b] + w1 * x1[b] + w2 * x2[b] + w3 * x3[b]
-        for i in range(n4, n_in):
-            w = W[o, i]
-            xi = x[i]
-            for b in range(M):
-                yo[b] += w * xi[b]
+    for c0 in range(0, M, _CHUNK):
+        _rows_axpy(W, False, x, y, c0, min(c0 + _CHUNK, M), 0, n_out, 1, bias)
     _activate(y, act)
 
 
 @njit(**_KW)
-def _dense_grad_w(g, x, dW, db):
-    """``dW = g x^T``, ``db = g 1``: g (n_out, M), x (n_in, M)."""
+def _dense_grad_w(g, x, dW, db, M):
+    """``dW = g x^T``, ``db = g 1`` over the first ``M`` columns: g (n_out, >= M), x (n_in, >= M).
+    Two output rows and four inputs at a time (eight running sums)."""
     n_out, n_in = dW.shape
-    M = g.shape[1]
     if M <= 0 or n_in <= 0 or n_out <= 0:
         return
     n4 = n_in - n_in % 4
+    o2 = n_out - n_out % 2
     for o in range(n_out):
-        go = g[o]
-        s = _ZERO
-        for b in range(M):
-            s += go[b]
-        db[o] = s
-        for i in range(0, n4, 4):
-            x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-            a0 = _ZERO
-            a1 = _ZERO
-            a2 = _ZERO
-            a3 = _ZERO
-            for b in range(M):
-                gb = go[b]
-                a0 += gb * x0[b]
-                a1 += gb * x1[b]
-                a2 += gb * x2[b]
-                a3 += gb * x3[b]
-            dW[o, i] = a0
-            dW[o, i + 1] = a1
-            dW[o, i + 2] = a2
-            dW[o, i + 3] = a3
-        for i in range(n4, n_in):
-            xi = x[i]
-            a = _ZERO
-            for b in range(M):
-                a += go[b] * xi[b]
-            dW[o, i] = a
+        db[o] = _ZERO
+        dWo = dW[o]
+        for i in range(n_in):
+            dWo[i] = _ZERO
+    for c0 in range(0, M, _CHUNK):
+        c1 = min(c0 + _CHUNK, M)
+        n = c1 - c0
+        for o in range(n_out):
+            go = g[o][c0:c1]
+            s = _ZERO
+            for b in range(n):
+                s += go[b]
+            db[o] += s
+        for o in range(0, o2, 2):
+            g0 = g[o][c0:c1]
+            g1 = g[o + 1][c0:c1]
+            dW0 = dW[o]
+            dW1 = dW[o + 1]
+            for i in range(0, n4, 4):
+                x0, x1, x2, x3 = x[i][c0:c1], x[i + 1][c0:c1], x[i + 2][c0:c1], x[i + 3][c0:c1]
+                a0 = _ZERO
+                a1 = _ZERO
+                a2 = _ZERO
+                a3 = _ZERO
+                e0 = _ZERO
+                e1 = _ZERO
+                e2 = _ZERO
+                e3 = _ZERO
+                for b in range(n):
+                    u = g0[b]
+                    w = g1[b]
+                    v0 = x0[b]
+                    v1 = x1[b]
+                    v2 = x2[b]
+                    v3 = x3[b]
+                    a0 += u * v0
+                    a1 += u * v1
+                    a2 += u * v2
+                    a3 += u * v3
+                    e0 += w * v0
+                    e1 += w * v1
+                    e2 += w * v2
+                    e3 += w * v3
+                dW0[i] += a0
+                dW0[i + 1] += a1
+                dW0[i + 2] += a2
+                dW0[i + 3] += a3
+                dW1[i] += e0
+                dW1[i + 1] += e1
+                dW1[i + 2] += e2
+                dW1[i + 3] += e3
+            for i in range(n4, n_in):
+                xi = x[i][c0:c1]
+                a = _ZERO
+                e = _ZERO
+                for b in range(n):
+                    a += g0[b] * xi[b]
+                    e += g1[b] * xi[b]
+                dW0[i] += a
+                dW1[i] += e
+        for o in range(o2, n_out):
+            go = g[o][c0:c1]
+            dWo = dW[o]
+            for i in range(n_in):
+                xi = x[i][c0:c1]
+                a = _ZERO
+                for b in range(n):
+                    a += go[b] * xi[b]
+                dWo[i] += a
 
 
 @njit(**_KW)
-def _dense_bwd_x(W, g, h, dx, act):
-    """``dx = (W^T g) * act'(h)`` where ``h = act(pre)`` is the layer input: g (n_out, M), h and dx (n_in, M)."""
+def _dense_bwd_x(W, g, h, dx, act, M):
+    """``dx = (W^T g) * act'(h)`` on the first ``M`` columns, where ``h = act(pre)`` is the layer
+    input: g (n_out, >= M), h and dx (n_in, >= M)."""
     n_out, n_in = W.shape
-    M = g.shape[1]
     if M <= 0 or n_in <= 0 or n_out <= 0:
         return
-    n4 = n_out - n_out % 4
-    for i in range(n_in):
-        di = dx[i]
-        for b in range(M):
-            di[b] = _ZERO
-        for o in range(0, n4, 4):
-            w0, w1, w2, w3 = W[o, i], W[o + 1, i], W[o + 2, i], W[o + 3, i]
-            g0, g1, g2, g3 = g[o], g[o + 1], g[o + 2], g[o + 3]
-            for b in range(M):
-                di[b] += w0 * g0[b] + w1 * g1[b] + w2 * g2[b] + w3 * g3[b]
-        for o in range(n4, n_out):
-            w = W[o, i]
-            go = g[o]
-            for b in range(M):
-                di[b] += w * go[b]
-        hi = h[i]
-        if act == ACT_TANH:
-            for b in range(M):
-                hv = hi[b]
-                di[b] = di[b] * (_ONE - hv * hv)
-        elif act == ACT_RELU:
-            for b in range(M):
-                v = di[b]
-                di[b] = v if hi[b] > _ZERO else _ZERO
+    for c0 in range(0, M, _CHUNK):
+        c1 = min(c0 + _CHUNK, M)
+        n = c1 - c0
+        _rows_axpy(W, True, g, dx, c0, c1, 0, n_in, 0, W[0])
+        for i in range(n_in):
+            di = dx[i][c0:c1]
+            hi = h[i][c0:c1]
+            if act == ACT_TANH:
+                for b in range(n):
+                    hv = hi[b]
+                    di[b] = di[b] * (_ONE - hv * hv)
+            elif act == ACT_RELU:
+                for b in range(n):
+                    v = di[b]
+                    di[b] = v if hi[b] > _ZERO else _ZERO
 
 
 # --- gathers and transposes: strided on one side, so kept scalar ---------------------------------
@@ -215,6 +293,17 @@ def _no_vectorize(typingctx):
 
 
 _KW_SCALAR = dict(cache=True, error_model="numpy", nogil=True)
+
+
+@njit(**_KW_SCALAR)
+def _row_stride(M):
+    """The row stride of the ``(features, samples)`` blocks for ``M`` samples: ``M`` rounded up
+    to 16 floats (64 bytes), plus 16 when that is a multiple of 1024 floats, so that the rows of a
+    block do not all fall in the same cache sets (at M = 4096 they did: a 2x slower update)."""
+    S = (M + 15) // 16 * 16
+    if S % 1024 == 0:
+        S += 16
+    return S
 
 
 @njit(**_KW_SCALAR)
@@ -243,9 +332,8 @@ def _gather_minibatch(idx, obs, act_i, act_f, old_logp, adv, ret, oldv, discrete
 
 
 @njit(**_KW_SCALAR)
-def _transpose(src, dst):
-    """``dst = src.T`` (2-D)."""
-    rows, cols = src.shape
+def _transpose(src, dst, rows, cols):
+    """``dst[:cols, :rows] = src[:rows, :cols].T``."""
     for r in range(rows):
         for c in range(cols):
             _no_vectorize()
@@ -256,28 +344,28 @@ def _transpose(src, dst):
 
 
 @njit(**_KW)
-def _mlp_fwd(params, layers, x, ws, base, M, act):
+def _mlp_fwd(params, layers, x, ws, base, M, S, act):
     """Forward of the MLP described by ``layers`` rows ``(w_off, b_off, n_in, n_out, ...)``; layer
     ``l``'s output (post-activation for hidden layers) is stored in ``ws`` from ``base`` on,
-    consecutively. Returns the output view ``(n_out_last, M)``."""
+    consecutively as ``(n_out, S)`` blocks (row stride ``S >= M``; the output at
+    ``base + layers[-1, 4] * S``)."""
     L = layers.shape[0]
     inp = x
     off = base
     for l in range(L):
         w_off, b_off, n_in, n_out = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
         W = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        out = ws[off:off + n_out * M].reshape((n_out, M))
-        _dense_fwd(W, params[b_off:b_off + n_out], inp, out, act if l < L - 1 else ACT_NONE)
+        out = ws[off:off + n_out * S].reshape((n_out, S))
+        _dense_fwd(W, params[b_off:b_off + n_out], inp, out, act if l < L - 1 else ACT_NONE, M)
         inp = out
-        off += n_out * M
-    return inp
+        off += n_out * S
 
 
 @njit(**_KW)
-def _mlp_bwd(params, grads, layers, x, ws, base, M, act, dout, d_a, d_b):
+def _mlp_bwd(params, grads, layers, x, ws, base, M, S, act, dout, d_a, d_b):
     """Backward of :func:`_mlp_fwd` given ``dout`` (the gradient of its output): writes every
     weight and bias gradient of the MLP into ``grads`` (same offsets as ``params``). ``d_a`` and
-    ``d_b`` are the ``ws`` offsets of two scratch blocks of ``max_width * M``."""
+    ``d_b`` are the ``ws`` offsets of two scratch blocks of ``max_width * S``."""
     L = layers.shape[0]
     g = dout
     for l in range(L - 1, -1, -1):
@@ -285,15 +373,15 @@ def _mlp_bwd(params, grads, layers, x, ws, base, M, act, dout, d_a, d_b):
         if l == 0:
             inp = x
         else:
-            off = base + layers[l - 1, 4] * M
-            inp = ws[off:off + n_in * M].reshape((n_in, M))
+            off = base + layers[l - 1, 4] * S
+            inp = ws[off:off + n_in * S].reshape((n_in, S))
         W = params[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
         dW = grads[w_off:w_off + n_out * n_in].reshape((n_out, n_in))
-        _dense_grad_w(g, inp, dW, grads[b_off:b_off + n_out])
+        _dense_grad_w(g, inp, dW, grads[b_off:b_off + n_out], M)
         if l > 0:
             d_off = d_a if (L - 1 - l) % 2 == 0 else d_b
-            dx = ws[d_off:d_off + n_in * M].reshape((n_in, M))
-            _dense_bwd_x(W, g, inp, dx, act)
+            dx = ws[d_off:d_off + n_in * S].reshape((n_in, S))
+            _dense_bwd_x(W, g, inp, dx, act, M)
             g = dx
 
 
@@ -304,7 +392,8 @@ def _mlp_bwd(params, grads, layers, x, ws, base, M, act, dout, d_a, d_b):
 def _categorical_head(logits, act_i, probs, logp, ent, lse, inv):
     """In place: ``logits`` (K, M) become log-probabilities; ``probs`` the probabilities; ``logp``
     the taken actions' log-probabilities; ``ent`` the entropies; ``lse`` and ``inv`` (M,) scratch."""
-    K, M = logits.shape
+    K = logits.shape[0]
+    M = logp.shape[0]
     if M <= 0 or K <= 0:
         return
     row = logits[0]
@@ -348,7 +437,8 @@ def _categorical_head(logits, act_i, probs, logp, ent, lse, inv):
 def _gaussian_head(mean, act_f, log_std, logp, ent):
     """Diagonal Gaussian: ``logp`` of ``act_f`` (K, M) under ``N(mean, exp(log_std))``; ``ent``
     the (state-independent) entropy. Returns the entropy."""
-    K, M = mean.shape
+    K = mean.shape[0]
+    M = logp.shape[0]
     for b in range(M):
         logp[b] = _ZERO
     for k in range(K):
@@ -447,7 +537,8 @@ def _ppo_loss(logp, ent, value, old_logp, adv, ret, oldv, hp, glogp, dvalue, sta
 def _categorical_grad(logl, probs, ent, act_i, glogp, ent_coef, dlogits):
     """d loss / d logits for the categorical head: ``glogp (onehot - p) + ent_coef/M p (l + H)``
     (``logl`` the log-probabilities, ``probs`` the probabilities)."""
-    K, M = logl.shape
+    K = logl.shape[0]
+    M = glogp.shape[0]
     c = F32(ent_coef / M)
     for k in range(K):
         lk = logl[k]
@@ -462,7 +553,8 @@ def _categorical_grad(logl, probs, ent, act_i, glogp, ent_coef, dlogits):
 @njit(**_KW)
 def _gaussian_grad(mean, act_f, log_std, glogp, ent_coef, dmean, dlog_std):
     """d loss / d mean (K, M) and d loss / d log_std (K,) for the diagonal Gaussian head."""
-    K, M = mean.shape
+    K = mean.shape[0]
+    M = glogp.shape[0]
     for k in range(K):
         inv_std = math.exp(-log_std[k])
         mk = mean[k]
@@ -526,47 +618,55 @@ def _ppo_minibatch(params, grads, exp_avg, exp_avg_sq, critic, actor, log_std_of
 
     ``ws`` is the float32 workspace and ``wi`` the int64 one (sizes from :func:`workspace_size`)."""
     M = idx.shape[0]
+    S = _row_stride(M)
     obs_dim = obs.shape[1]
     K = actor[actor.shape[0] - 1, 3]
-    # workspace: x | critic activations | actor activations | d_a | d_b | probs | dlogits | 10 vectors | act_f
+    # workspace, (rows, S) blocks: x | critic activations | actor activations | d_a | d_b | probs |
+    # dlogits | 10 vectors | act_f
     off = 0
-    x = ws[off:off + obs_dim * M].reshape((obs_dim, M))
-    off += obs_dim * M
+    x = ws[off:off + obs_dim * S].reshape((obs_dim, S))
+    off += obs_dim * S
     c_base = off
-    off += (critic[critic.shape[0] - 1, 4] + critic[critic.shape[0] - 1, 3]) * M
+    off += (critic[critic.shape[0] - 1, 4] + critic[critic.shape[0] - 1, 3]) * S
     a_base = off
-    off += (actor[actor.shape[0] - 1, 4] + K) * M
+    off += (actor[actor.shape[0] - 1, 4] + K) * S
     maxw = max(1, critic[0, 5], actor[0, 5])
     d_a = off
-    off += maxw * M
+    off += maxw * S
     d_b = off
-    off += maxw * M
-    probs = ws[off:off + K * M].reshape((K, M))
-    off += K * M
-    dlog = ws[off:off + K * M].reshape((K, M))
-    off += K * M
-    vecs = ws[off:off + 10 * M].reshape((10, M))
-    off += 10 * M
-    af = ws[off:off + K * M].reshape((K, M))
-    g_old, g_adv, g_ret, g_oldv, logp, ent, glogp, dvalue = \
-        vecs[0], vecs[1], vecs[2], vecs[3], vecs[4], vecs[5], vecs[6], vecs[7]
+    off += maxw * S
+    probs = ws[off:off + K * S].reshape((K, S))
+    off += K * S
+    dlog = ws[off:off + K * S].reshape((K, S))
+    off += K * S
+    v_base = off
+    vecs = ws[off:off + 10 * S].reshape((10, S))
+    off += 10 * S
+    af = ws[off:off + K * S].reshape((K, S))
+    g_old, g_adv, g_ret, g_oldv = vecs[0][:M], vecs[1][:M], vecs[2][:M], vecs[3][:M]
+    logp, ent, glogp, dvalue = vecs[4][:M], vecs[5][:M], vecs[6][:M], vecs[7][:M]
     ai = wi[:M]
     _gather_minibatch(idx, obs, act_i, act_f, old_logp, adv, ret, oldv, discrete, x, ai, af, vecs)
 
-    value = _mlp_fwd(params, critic, x, ws, c_base, M, act)
-    out = _mlp_fwd(params, actor, x, ws, a_base, M, act)
+    _mlp_fwd(params, critic, x, ws, c_base, M, S, act)
+    _mlp_fwd(params, actor, x, ws, a_base, M, S, act)
+    v_off = c_base + critic[critic.shape[0] - 1, 4] * S
+    value = ws[v_off:v_off + M]
+    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    out = ws[o_off:o_off + K * S].reshape((K, S))
     log_std = params[log_std_off:log_std_off + K]
     if discrete:
-        _categorical_head(out, ai, probs, logp, ent, vecs[8], vecs[9])
+        _categorical_head(out, ai, probs, logp, ent, vecs[8][:M], vecs[9][:M])
     else:
         _gaussian_head(out, af, log_std, logp, ent)
-    ent_coef = _ppo_loss(logp, ent, value[0], g_old, g_adv, g_ret, g_oldv, hp, glogp, dvalue, stats)
+    ent_coef = _ppo_loss(logp, ent, value, g_old, g_adv, g_ret, g_oldv, hp, glogp, dvalue, stats)
     if discrete:
         _categorical_grad(out, probs, ent, ai, glogp, ent_coef, dlog)
     else:
         _gaussian_grad(out, af, log_std, glogp, ent_coef, dlog, grads[log_std_off:log_std_off + K])
-    _mlp_bwd(params, grads, critic, x, ws, c_base, M, act, dvalue.reshape((1, M)), d_a, d_b)
-    _mlp_bwd(params, grads, actor, x, ws, a_base, M, act, dlog, d_a, d_b)
+    dv2 = ws[v_base + 7 * S:v_base + 8 * S].reshape((1, S))
+    _mlp_bwd(params, grads, critic, x, ws, c_base, M, S, act, dv2, d_a, d_b)
+    _mlp_bwd(params, grads, actor, x, ws, a_base, M, S, act, dlog, d_a, d_b)
 
     if hp[HP_OPTIMISE] != 0.0:
         stats[ST_GRAD_NORM] = _clip_grad_norm(grads, hp[HP_MAX_NORM])
@@ -583,16 +683,19 @@ def _forward(params, critic, actor, act, obs, ws, out, value):
     """Actor output (M, K) and values (M,) of ``obs`` (M, obs_dim)."""
     M, obs_dim = obs.shape
     K = out.shape[1]
-    x = ws[:obs_dim * M].reshape((obs_dim, M))
-    _transpose(obs, x)
-    base = obs_dim * M
-    v = _mlp_fwd(params, critic, x, ws, base, M, act)
-    base += (critic[critic.shape[0] - 1, 4] + critic[critic.shape[0] - 1, 3]) * M
-    o = _mlp_fwd(params, actor, x, ws, base, M, act)
-    v0 = v[0]
+    S = _row_stride(M)
+    x = ws[:obs_dim * S].reshape((obs_dim, S))
+    _transpose(obs, x, M, obs_dim)
+    c_base = obs_dim * S
+    _mlp_fwd(params, critic, x, ws, c_base, M, S, act)
+    a_base = c_base + (critic[critic.shape[0] - 1, 4] + 1) * S
+    _mlp_fwd(params, actor, x, ws, a_base, M, S, act)
+    v_off = c_base + critic[critic.shape[0] - 1, 4] * S
+    v = ws[v_off:v_off + M]
     for b in range(M):
-        value[b] = v0[b]
-    _transpose(o, out)
+        value[b] = v[b]
+    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    _transpose(ws[o_off:o_off + K * S].reshape((K, S)), out, K, M)
 
 
 # --- GAE and V-trace ---------------------------------------------------------------------------------
@@ -672,7 +775,7 @@ def vtrace(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_valu
 
 
 KERNELS = {f.py_func.__name__: f for f in (
-    _activate, _dense_fwd, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
+    _activate, _rows_axpy, _dense_fwd, _row_stride, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
     _ppo_loss, _categorical_grad, _gaussian_grad, _clip_grad_norm, _adam, _ppo_minibatch, _forward, _gae, _vtrace)}
 """Every dispatcher of this module, by name (for ``fastsample.check.masked_memory_ops``)."""
 
@@ -715,7 +818,7 @@ def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch
     widths = sum(hidden)
     maxw = max(1, action_dim, *hidden)
     per_sample = obs_dim + (widths + 1) + (widths + action_dim) + 2 * maxw + 3 * action_dim + 10
-    return per_sample * batch
+    return per_sample * int(_row_stride(batch))
 
 
 def _orthogonal(rng: np.random.Generator, rows: int, cols: int, gain: float) -> np.ndarray:
