@@ -251,6 +251,8 @@ CASES = (
     # covers them at any size, so they run shorter and without the largest size.
     Case("MinAtar-Breakout-v1", make_ref=_single_env_stack("MinAtar-Breakout-v1"), max_episode_steps=12,
          **_MINATAR_RUN),
+    # Freeway ends only after 2501 steps: truncations only
+    Case("MinAtar-Freeway-v1", make_ref=_single_env_stack("MinAtar-Freeway-v1"), **_MINATAR_RUN),
 )
 
 

@@ -1,0 +1,192 @@
+"""MinAtar Freeway (``MinAtar-Freeway-v1``, minimal actions; ``-v0``, all six), after the
+``minatar`` package 1.0.15 (``minatar/environments/freeway.py``), as a batched kernel.
+
+## Description
+A chicken crosses a road of eight lanes, from the bottom row to the top, in column 4. Each
+lane (rows 1 to 8) has one car moving left or right at one of five speeds (a car of speed
+``s`` moves one cell every ``s + 1`` steps) and wrapping around the edges. A car that meets
+the chicken sends it back to the bottom row. The chicken can move one row every three steps.
+
+## Action space
+``-v1``: ``Discrete(3)``: 0 no-op, 1 up, 2 down (the package's minimal action set ``n, u,
+d``). ``-v0``: ``Discrete(6)``, the package's numbering ``n, l, u, r, d, f``.
+
+## Observation space
+``Box(0, 1, (10, 10, 7), bool)``, indexed ``[row, column, channel]``: 0 chicken, 1 car,
+2..6 the cell behind a car, in the channel of its speed (2 for speed 1 ... 6 for speed 5).
+
+## Rewards
++1 each time the chicken reaches the top row (it then starts again from the bottom row and
+every car gets a new speed and direction, keeping its position).
+
+## Starting state
+Chicken in row 9; every car in column 0 with a speed ``randint(1, 6)`` and a direction
+``sign(rand() - 0.5)`` (8 speed draws, then 8 direction draws); the chicken's move timer at 3.
+
+## Episode end
+Terminated after exactly 2501 steps (the reference's timer starts at 2500 and ends the
+episode when it goes below 0). There is no other way to end it, so ``max_episode_steps`` is
+None. No ramping.
+
+## Constructor kwargs
+``sticky_action_prob`` (0.1), ``difficulty_ramping`` (accepted; Freeway has no ramping).
+
+## Quirks of the reference, reproduced
+* A car moves only when its timer is 0; the timer is then set to ``|speed|``, so a car of
+  speed ``s`` moves every ``s + 1`` steps ("speed 1" is the fastest).
+* Each car checks for the chicken before and after its own move, cars in lane order, after
+  the chicken's move and the win check of the same step.
+* The episode lasts 2501 steps, not 2500.
+* ``sign(rand() - 0.5)`` is 0 for a draw of exactly 0.5 (probability 2**-53 per draw): such a
+  car has speed 0 and moves left every step. The reference then draws its speed trail in the
+  previous car's channel (or fails for the first car); we draw no trail for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from numba import njit
+
+from envs_numba.core import EnvKernel
+from envs_numba.minatar import _common as C
+
+CHANNELS = ("chicken", "car", "speed1", "speed2", "speed3", "speed4", "speed5")
+N_CH = len(CHANNELS)
+MINIMAL_ACTIONS = (C.NOOP, C.UP, C.DOWN)
+PLAYER_SPEED = 3
+TIME_LIMIT = 2500
+N_CARS = 8
+
+# state rows: the chicken's row and timers, then per car its column, timer and signed speed
+S_POS, S_MOVE_TIMER, S_TERM_TIMER, S_LAST_ACTION = range(4)
+S_CAR_X = 4
+S_CAR_TIMER = S_CAR_X + N_CARS
+S_CAR_SPEED = S_CAR_TIMER + N_CARS
+STATE_DIM = S_CAR_SPEED + N_CARS
+
+
+@njit(cache=True, inline="always")
+def _write_obs(i, state, obs):
+    for y in range(10):
+        for x in range(10):
+            for c in range(N_CH):
+                obs[i, y, x, c] = False
+    obs[i, np.int64(state[S_POS, i]), 4, 0] = True
+    for k in range(N_CARS):
+        y = k + 1
+        x = np.int64(state[S_CAR_X + k, i])
+        speed = np.int64(state[S_CAR_SPEED + k, i])
+        obs[i, y, x, 1] = True
+        back = x - 1 if speed > 0 else x + 1
+        if back < 0:
+            back = 9
+        elif back > 9:
+            back = 0
+        if speed != 0:
+            obs[i, y, back, 1 + abs(speed)] = True
+
+
+@njit(cache=True, inline="always")
+def _randomize_cars(i, state, rng, tape):
+    """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""
+    for k in range(N_CARS):
+        state[S_CAR_SPEED + k, i] = 1 + C.draw_int(rng, i, 5, tape)
+    for k in range(N_CARS):
+        u = C.draw_double(rng, i, tape) - 0.5
+        sign = 1.0 if u > 0.0 else (-1.0 if u < 0.0 else 0.0)
+        speed = state[S_CAR_SPEED + k, i] * sign
+        state[S_CAR_SPEED + k, i] = speed
+        state[S_CAR_TIMER + k, i] = abs(speed)
+
+
+@njit(cache=True, inline="always")
+def _reset_env(i, state, rng, params, obs, tape):
+    _randomize_cars(i, state, rng, tape)
+    for k in range(N_CARS):
+        state[S_CAR_X + k, i] = 0
+    state[S_POS, i] = 9
+    state[S_MOVE_TIMER, i] = PLAYER_SPEED
+    state[S_TERM_TIMER, i] = TIME_LIMIT
+    _write_obs(i, state, obs)
+
+
+@njit(cache=True, inline="always")
+def _step_env(i, action, state, rng, params, obs, tape):
+    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    pos = np.int64(state[S_POS, i])
+    move_timer = np.int64(state[S_MOVE_TIMER, i])
+    if a == C.UP and move_timer == 0:
+        move_timer = PLAYER_SPEED
+        pos = max(0, pos - 1)
+    elif a == C.DOWN and move_timer == 0:
+        move_timer = PLAYER_SPEED
+        pos = min(9, pos + 1)
+    reward = 0.0
+    if pos == 0:
+        reward = 1.0
+        _randomize_cars(i, state, rng, tape)
+        pos = 9
+    for k in range(N_CARS):
+        y = k + 1
+        x = np.int64(state[S_CAR_X + k, i])
+        timer = np.int64(state[S_CAR_TIMER + k, i])
+        speed = np.int64(state[S_CAR_SPEED + k, i])
+        if x == 4 and y == pos:
+            pos = 9
+        if timer == 0:
+            timer = abs(speed)
+            x += 1 if speed > 0 else -1
+            if x < 0:
+                x = 9
+            elif x > 9:
+                x = 0
+            if x == 4 and y == pos:
+                pos = 9
+        else:
+            timer -= 1
+        state[S_CAR_X + k, i] = x
+        state[S_CAR_TIMER + k, i] = timer
+    state[S_POS, i] = pos
+    state[S_MOVE_TIMER, i] = move_timer - 1 if move_timer > 0 else 0
+    term_timer = state[S_TERM_TIMER, i] - 1
+    state[S_TERM_TIMER, i] = term_timer
+    _write_obs(i, state, obs)
+    return reward, term_timer < 0
+
+
+@njit(cache=True)
+def reset(mask, state, rng, bounds, params, obs):
+    for i in range(mask.shape[0]):
+        if mask[i]:  # draws random numbers: never vectorised
+            _reset_env(i, state, rng, params, obs, None)
+
+
+@njit(cache=True)
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    for i in range(mask.shape[0]):
+        if mask[i]:  # draws random numbers (sticky actions): never vectorised
+            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            rewards[i] = r
+            terminated[i] = t
+
+
+def _kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
+    env_id = f"MinAtar-Freeway-{version}"
+    return EnvKernel(
+        id=env_id,
+        observation_space=spaces.Box(0, 1, (10, 10, N_CH), dtype=np.bool_),
+        action_space=spaces.Discrete(len(action_set)),
+        state_dim=STATE_DIM,
+        reset=reset,
+        step=step,
+        max_episode_steps=None,
+        make_params=lambda **kw: C.make_params_for(env_id, action_set, kw),
+        extra={"game": "freeway", "channels": CHANNELS, "action_set": action_set,
+               "reset_env": _reset_env, "step_env": _step_env},
+    )
+
+
+KERNEL_V1 = _kernel("v1", MINIMAL_ACTIONS)
+KERNEL_V0 = _kernel("v0", C.FULL_ACTION_SET)
+KERNELS = (KERNEL_V1, KERNEL_V0)
