@@ -279,6 +279,31 @@ def test_update_loop_runs_and_learns_nothing_nan():
     assert stats.epochs == 1 and learner.step_count == 17
 
 
+def test_from_config_and_init():
+    """A learner built from a TrainConfig and the env's spaces carries its hyperparameters; the
+    initialisation is CleanRL's (orthogonal with gains sqrt(2) / 0.01 / 1, zero biases)."""
+    from fastsample.train_config import make_config
+
+    cfg = make_config("Pendulum-v1", hidden_sizes="16,8", activation="relu", num_envs=8, num_steps=16,
+                      num_minibatches=2, clip_coef=0.3, ent_coef=0.02, vf_coef=0.7, max_grad_norm=0.9)
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    learner = CompiledPPOLearner.from_config(cfg, obs_space, gym.spaces.Box(-2, 2, (1,), np.float32))
+    assert (learner.obs_dim, learner.action_dim, learner.discrete, learner.hidden) == (3, 1, False, (16, 8))
+    assert learner.activation == "relu" and learner.max_minibatch == 64
+    hp = learner.hp
+    assert (hp[compiled.HP_CLIP], hp[compiled.HP_ENT], hp[compiled.HP_VF], hp[compiled.HP_MAX_NORM]) == \
+        (0.3, 0.02, 0.7, 0.9)
+    assert hp[compiled.HP_LR] == cfg.learning_rate and hp[compiled.HP_EPS] == 1e-5
+    sd = learner.state_arrays()
+    np.testing.assert_array_equal(sd["log_std"], np.full(1, cfg.init_log_std, np.float32))
+    for name, gain in (("critic.0.weight", 2 ** 0.5), ("actor.2.weight", 2 ** 0.5), ("critic.4.weight", 1.0),
+                       ("actor.4.weight", 0.01)):
+        w = sd[name].astype(np.float64)
+        small = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        np.testing.assert_allclose(small, gain ** 2 * np.eye(small.shape[0]), atol=1e-5, err_msg=name)
+    assert not any(sd[k].any() for k in sd if k.endswith("bias"))
+
+
 _COMPILE_ALL = r"""
 import json, numpy as np
 from fastsample.check import masked_memory_ops
