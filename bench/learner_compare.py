@@ -43,7 +43,8 @@ def _interleaved_medians(calls: dict, updates: int, budget_s: float, min_repeats
             call()
             times[name].append((time.perf_counter() - t0) / updates)
         repeats += 1
-    return {name: statistics.median(ts) for name, ts in times.items()} | {"repeats": repeats}
+    return ({name: statistics.median(ts) for name, ts in times.items()}
+            | {f"{name}_min": min(ts) for name, ts in times.items()} | {"repeats": repeats})
 
 
 def compare(batch_size: int, budget_s: float, updates: int = 8) -> dict:
@@ -82,6 +83,7 @@ def compare(batch_size: int, budget_s: float, updates: int = 8) -> dict:
                              updates, budget_s)
     return {"batch": batch_size, "torch_ms": round(m["torch"] * 1e3, 4), "compiled_ms": round(m["compiled"] * 1e3, 4),
             "compiled_kernel_ms": round(m["kernel"] * 1e3, 4), "speedup": round(m["torch"] / m["compiled"], 2),
+            "torch_min_ms": round(m["torch_min"] * 1e3, 4), "compiled_min_ms": round(m["compiled_min"] * 1e3, 4),
             "repeats": m["repeats"]}
 
 
@@ -103,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        print(f"{'minibatch':>9}  {'torch ms':>9}  {'compiled ms':>11}  {'kernel ms':>9}  {'speedup':>7}")
+        print("median (min) ms per minibatch update, the backends timed in turn")
+        print(f"{'minibatch':>9}  {'torch':>16}  {'compiled':>16}  {'kernel call':>11}  {'speedup':>7}  repeats")
         for r in rows:
-            print(f"{r['batch']:>9}  {r['torch_ms']:>9.3f}  {r['compiled_ms']:>11.3f}  {r['compiled_kernel_ms']:>9.3f}  "
-                  f"{r['speedup']:>6.2f}x")
+            print(f"{r['batch']:>9}  {r['torch_ms']:>7.3f} ({r['torch_min_ms']:>6.3f})  "
+                  f"{r['compiled_ms']:>7.3f} ({r['compiled_min_ms']:>6.3f})  {r['compiled_kernel_ms']:>11.3f}  "
+                  f"{r['speedup']:>6.2f}x  {r['repeats']}")
     return 0
 
 

@@ -279,6 +279,21 @@ def test_update_loop_runs_and_learns_nothing_nan():
     assert stats.epochs == 1 and learner.step_count == 17
 
 
+def test_wrong_dtypes_are_refused():
+    """Arrays of another dtype or layout raise instead of compiling a second specialisation."""
+    _, _, learner = make_pair(True, hidden=(8, 8))
+    n = 16
+    ok = dict(obs=np.zeros((n, 4), np.float32), actions=np.zeros(n, np.int64),
+              **{k: np.zeros(n, np.float32) for k in ("logprobs", "advantages", "returns", "values")})
+    learner.minibatch_update(*ok.values(), np.arange(n))
+    for key, bad in (("obs", np.zeros((n, 4))), ("obs", np.zeros((4, n), np.float32).T), ("actions", np.zeros(n, np.int32)),
+                     ("returns", np.zeros(n)), ("values", np.zeros(n + 1, np.float32))):
+        with pytest.raises(TypeError):
+            learner.minibatch_update(*{**ok, key: bad}.values(), np.arange(n))
+    with pytest.raises(TypeError):
+        learner.minibatch_update(*ok.values(), np.arange(n, dtype=np.int32))
+
+
 def test_from_config_and_init():
     """A learner built from a TrainConfig and the env's spaces carries its hyperparameters; the
     initialisation is CleanRL's (orthogonal with gains sqrt(2) / 0.01 / 1, zero biases)."""

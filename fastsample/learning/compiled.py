@@ -960,6 +960,23 @@ class CompiledPPOLearner:
             return actions, self._empty_f
         return self._empty_i, actions.reshape(actions.shape[0], self.action_dim)
 
+    def check_batch(self, obs: np.ndarray, actions: np.ndarray, *vectors: np.ndarray) -> None:
+        """Raise TypeError unless the arrays are what the kernels are compiled for: C-contiguous
+        float32 ``obs`` (n, obs_dim) and vectors (n,), int64 actions (n,) for a categorical head
+        or float32 (n, action_dim) for a Gaussian one (another dtype would compile a second,
+        untested specialisation)."""
+        n = obs.shape[0]
+        if obs.dtype != np.float32 or obs.ndim != 2 or obs.shape[1] != self.obs_dim or not obs.flags.c_contiguous:
+            raise TypeError(f"obs must be C-contiguous float32 (n, {self.obs_dim}), got {obs.dtype} {obs.shape}")
+        want = (np.int64, (n,)) if self.discrete else (np.float32, (n, self.action_dim))
+        if actions.dtype != want[0] or actions.reshape(n, -1).shape[1] != (1 if self.discrete else self.action_dim) \
+                or not actions.flags.c_contiguous:
+            raise TypeError(f"actions must be C-contiguous {np.dtype(want[0]).name} {want[1]}, "
+                            f"got {actions.dtype} {actions.shape}")
+        for v in vectors:
+            if v.dtype != np.float32 or v.shape != (n,) or not v.flags.c_contiguous:
+                raise TypeError(f"batch vectors must be C-contiguous float32 ({n},), got {v.dtype} {v.shape}")
+
     def minibatch_update(self, obs: np.ndarray, actions: np.ndarray, logprobs: np.ndarray, advantages: np.ndarray,
                          returns: np.ndarray, values: np.ndarray, idx: np.ndarray, *, optimise: bool = True
                          ) -> np.ndarray:
@@ -970,6 +987,9 @@ class CompiledPPOLearner:
         clipping, no Adam step). Returns the stats vector ``[policy_loss, value_loss, entropy,
         approx_kl, clipfrac, grad_norm]`` (grad_norm before clipping; a view, overwritten next call).
         """
+        self.check_batch(obs, actions, logprobs, advantages, returns, values)
+        if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous:
+            raise TypeError(f"idx must be a C-contiguous int64 vector, got {idx.dtype} {idx.shape}")
         m = idx.shape[0]
         if m > self.max_minibatch:
             self._alloc(m)
