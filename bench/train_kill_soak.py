@@ -17,7 +17,8 @@ The cycles rotate over three runs, one per layout: sync in-process, sync with 2 
 processes, async with 2 sampler processes. Checked after every cycle, and the soak exits 1 if
 any check fails:
 
-* nothing of the cycle survives: 5 s after the kill no process is left in its process group,
+* nothing of the cycle survives: 5 s after the kill (after the trainer's exit for SIGTERM) no
+  process is left in its process group,
   and no new /dev/shm entry created by it remains (``pym-<pid>-*`` of its processes, or any
   other new name such as ``sem.mp-*``; another program creating /dev/shm entries at the same
   time would be counted too);
@@ -150,9 +151,11 @@ def run_cycle(i: int, run: Path, layout: str, rng: random.Random, args) -> dict:
         _, err = proc.communicate()
         err = "TRAINER DID NOT EXIT WITHIN 60 s\n" + err
     t_exit = time.time()
-    # nothing of the cycle may remain 5 s after the kill
+    # nothing of the cycle may remain 5 s after the kill (SIGTERM: after the trainer's exit, since
+    # it first saves a checkpoint and stops its samplers, which may take seconds on a loaded machine)
     survivors = _group(pgid)
-    while survivors and time.time() - t_kill < 5.0:
+    settle = (t_kill if sig == signal.SIGKILL else max(t_kill, t_exit)) + 5.0
+    while survivors and time.time() < settle:
         time.sleep(0.05)
         survivors = _group(pgid)
     survivors_desc = [f"{p.pid}:{p.name()}" for p in survivors]
