@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastsample.check import codegen_targets
 from fastsample.learning import compiled
 from fastsample.learning.compiled import CompiledPPOLearner
 from fastsample.learning.ppo import ActorCritic, compute_gae, ppo_update, vtrace
@@ -322,6 +323,7 @@ def test_from_config_and_init():
 _COMPILE_ALL = r"""
 import json, numpy as np
 from fastsample.check import masked_memory_ops
+from fastsample.check import codegen_targets
 from fastsample.learning import compiled
 from fastsample.learning.compiled import CompiledPPOLearner
 rng = np.random.default_rng(0)
@@ -344,24 +346,37 @@ print(json.dumps({"uncompiled": [k for k, d in compiled.KERNELS.items() if not d
 """
 
 
-def _targets():
-    # every target of the project's codegen matrix: which loops LLVM turns into gathers or
-    # scatters differs between them (x86-64-v3 tuning with AVX-512 did, host tuning did not)
-    from fastsample.check import codegen_targets
-
-    return codegen_targets()
+TARGETS = codegen_targets()
 
 
-@pytest.mark.parametrize("target", sorted(_targets()))
-def test_no_masked_memory_ops(target):
-    env_vars = _targets()[target]
+def _compile_under(env_vars: dict[str, str]) -> dict:
+    """Compile and run every kernel in a fresh process for one codegen target, with an empty numba
+    cache (so the optimised IR is there); its report."""
     with tempfile.TemporaryDirectory(prefix="fastsample-compiled-") as cache:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU_")}
         env.update(env_vars)
         env["NUMBA_CACHE_DIR"] = cache
         proc = subprocess.run([sys.executable, "-c", _COMPILE_ALL], env=env, capture_output=True, text=True,
                               timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if proc.returncode:
+        return {"error": proc.stderr[-3000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def codegen_reports():
+    # every target of the project's codegen matrix (which loops LLVM turns into gathers or scatters
+    # differs between them: x86-64-v3 tuning with AVX-512 did, host tuning did not), one process per core
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+        futures = {name: pool.submit(_compile_under, env) for name, env in TARGETS.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_no_masked_memory_ops(codegen_reports, target):
+    report = codegen_reports[target]
+    assert "error" not in report, report.get("error")
     assert report["uncompiled"] == []
     assert report["masked"] == {}, f"{target}: masked memory operations {report['masked']}"
