@@ -70,7 +70,7 @@ FLIP_Y = np.array([3, 2, 1, 0], dtype=np.int64)  # off the ceiling, a brick, the
 FLIP_XY = np.array([2, 3, 0, 1], dtype=np.int64)  # off the paddle's side
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _write_obs(i, state, obs):
     for y in range(10):
         for x in range(10):
@@ -84,7 +84,7 @@ def _write_obs(i, state, obs):
         obs[i, 1 + b // 10, b % 10, 3] = (bricks >> b) & 1 == 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _reset_env(i, state, rng, params, obs, tape):
     start = C.draw_int(rng, i, 2, tape)
     x = 0 if start == 0 else 9
@@ -99,7 +99,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])

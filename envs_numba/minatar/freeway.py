@@ -66,7 +66,7 @@ S_CAR_SPEED = S_CAR_TIMER + N_CARS
 STATE_DIM = S_CAR_SPEED + N_CARS
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _write_obs(i, state, obs):
     for y in range(10):
         for x in range(10):
@@ -87,7 +87,7 @@ def _write_obs(i, state, obs):
             obs[i, y, back, 1 + abs(speed)] = True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _randomize_cars(i, state, rng, tape):
     """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""
     for k in range(N_CARS):
@@ -100,7 +100,7 @@ def _randomize_cars(i, state, rng, tape):
         state[S_CAR_TIMER + k, i] = abs(speed)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _reset_env(i, state, rng, params, obs, tape):
     _randomize_cars(i, state, rng, tape)
     for k in range(N_CARS):
@@ -111,7 +111,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])

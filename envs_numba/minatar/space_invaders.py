@@ -1,0 +1,243 @@
+"""MinAtar Space Invaders (``MinAtar-SpaceInvaders-v1``, minimal actions; ``-v0``, all six),
+after the ``minatar`` package 1.0.15 (``minatar/environments/space_invaders.py``), as a batched
+kernel.
+
+## Description
+The agent moves a cannon along the bottom row and shoots at a block of aliens (rows 0 to 3,
+columns 2 to 7 at the start) that moves sideways, one step down and back each time it
+reaches a side, faster as fewer aliens are left. The alien nearest to the cannon shoots every
+10 steps. A cleared wave is followed by a new one, faster when difficulty ramps.
+
+## Action space
+``-v1``: ``Discrete(4)``: 0 no-op, 1 left, 2 right, 3 fire (the package's minimal action set
+``n, l, r, f``). ``-v0``: ``Discrete(6)``, the package's numbering ``n, l, u, r, d, f``.
+
+## Observation space
+``Box(0, 1, (10, 10, 6), bool)``, indexed ``[row, column, channel]``: 0 cannon, 1 alien,
+2 alien while the block moves left, 3 alien while it moves right, 4 the agent's bullet,
+5 an alien bullet.
+
+## Rewards
++1 per alien shot (a step's reward is the number of aliens hit on that step).
+
+## Starting state
+Always the same: cannon in column 5, a full block moving left, alien moves every 12 steps,
+alien shots every 10 steps. No random draws (the only draws are the sticky actions').
+
+## Episode end
+Terminated when an alien bullet or an alien reaches the cannon, or the block would move down
+while aliens are in the bottom row. No time limit (``max_episode_steps=None``).
+
+## Difficulty ramping
+With ``difficulty_ramping=True`` (default) each new wave moves one step more often (the move
+interval drops from 12 by one per wave, down to 6).
+
+## Constructor kwargs
+``sticky_action_prob`` (0.1), ``difficulty_ramping`` (True).
+
+## Quirks of the reference, reproduced
+* The block moves every ``min(aliens left, move interval)`` steps, timed from its last move:
+  the interval is re-read only when it moves.
+* The block moving down is a roll of the map: on the step that ends the episode because
+  aliens were in the bottom row, those aliens appear in the top row of the last observation.
+* The shooting alien is the lowest one in the nearest column to the cannon that has aliens,
+  ties between columns going to the left one; its bullet starts in the alien's own cell.
+* A bullet and an alien only hit when they share a cell after both moved: they can pass
+  through each other.
+* Firing while the gun cools down (5 steps) does nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from numba import njit
+
+from envs_numba.core import EnvKernel
+from envs_numba.minatar import _common as C
+
+CHANNELS = ("cannon", "alien", "alien_left", "alien_right", "friendly_bullet", "enemy_bullet")
+N_CH = len(CHANNELS)
+MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.RIGHT, C.FIRE)
+SHOT_COOL_DOWN = 5
+ENEMY_MOVE_INTERVAL = 12
+ENEMY_SHOT_INTERVAL = 10
+WAVE_ROW = 0b0011111100  # columns 2..7
+
+# state rows. The three 10x10 maps are stored as one 10-bit mask per row (bit x = column x).
+S_POS, S_DIR, S_MOVE_INTERVAL, S_MOVE_TIMER, S_SHOT_TIMER_ALIEN, S_RAMP, S_SHOT_TIMER, S_LAST_ACTION = range(8)
+S_ALIEN = 8
+S_FB = S_ALIEN + 10  # friendly bullets
+S_EB = S_FB + 10  # enemy bullets
+STATE_DIM = S_EB + 10
+
+POPCOUNT = np.array([bin(m).count("1") for m in range(1024)], dtype=np.int64)
+# columns in the order the reference searches them for the nearest alien (stable sort by
+# distance to the cannon: ties go to the lower column), one row per cannon column
+SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10)], dtype=np.int64)
+
+
+@njit(cache=True)
+def _write_obs(i, state, obs):
+    pos = np.int64(state[S_POS, i])
+    left = state[S_DIR, i] < 0
+    for y in range(10):
+        aliens = np.int64(state[S_ALIEN + y, i])
+        fb = np.int64(state[S_FB + y, i])
+        eb = np.int64(state[S_EB + y, i])
+        for x in range(10):
+            alien = (aliens >> x) & 1 == 1
+            obs[i, y, x, 0] = y == 9 and x == pos
+            obs[i, y, x, 1] = alien
+            obs[i, y, x, 2] = alien and left
+            obs[i, y, x, 3] = alien and not left
+            obs[i, y, x, 4] = (fb >> x) & 1 == 1
+            obs[i, y, x, 5] = (eb >> x) & 1 == 1
+
+
+@njit(cache=True)
+def _reset_env(i, state, rng, params, obs, tape):
+    state[S_POS, i] = 5
+    state[S_DIR, i] = -1
+    state[S_MOVE_INTERVAL, i] = ENEMY_MOVE_INTERVAL
+    state[S_MOVE_TIMER, i] = ENEMY_MOVE_INTERVAL
+    state[S_SHOT_TIMER_ALIEN, i] = ENEMY_SHOT_INTERVAL
+    state[S_RAMP, i] = 0
+    state[S_SHOT_TIMER, i] = 0
+    for y in range(10):
+        state[S_ALIEN + y, i] = WAVE_ROW if y < 4 else 0
+        state[S_FB + y, i] = 0
+        state[S_EB + y, i] = 0
+    _write_obs(i, state, obs)
+
+
+@njit(cache=True)
+def _step_env(i, action, state, rng, params, obs, tape):
+    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    pos = np.int64(state[S_POS, i])
+    shot_timer = np.int64(state[S_SHOT_TIMER, i])
+    terminal = False
+    if a == C.FIRE and shot_timer == 0:
+        state[S_FB + 9, i] = np.int64(state[S_FB + 9, i]) | (1 << pos)
+        shot_timer = SHOT_COOL_DOWN
+    elif a == C.LEFT:
+        pos = max(0, pos - 1)
+    elif a == C.RIGHT:
+        pos = min(9, pos + 1)
+    # friendly bullets up one row, enemy bullets down one row (rolls, the wrapped row cleared)
+    for y in range(9):
+        state[S_FB + y, i] = state[S_FB + y + 1, i]
+    state[S_FB + 9, i] = 0
+    for y in range(9, 0, -1):
+        state[S_EB + y, i] = state[S_EB + y - 1, i]
+    state[S_EB, i] = 0
+    if (np.int64(state[S_EB + 9, i]) >> pos) & 1:
+        terminal = True
+    # aliens
+    if (np.int64(state[S_ALIEN + 9, i]) >> pos) & 1:
+        terminal = True
+    move_timer = np.int64(state[S_MOVE_TIMER, i])
+    interval = np.int64(state[S_MOVE_INTERVAL, i])
+    d = np.int64(state[S_DIR, i])
+    if move_timer == 0:
+        count = 0
+        cols = 0
+        for y in range(10):
+            m = np.int64(state[S_ALIEN + y, i])
+            count += POPCOUNT[m]
+            cols |= m
+        move_timer = min(count, interval)
+        if (cols & 1 and d < 0) or ((cols >> 9) & 1 and d > 0):
+            d = -d
+            if state[S_ALIEN + 9, i] != 0:
+                terminal = True
+            last = state[S_ALIEN + 9, i]
+            for y in range(9, 0, -1):
+                state[S_ALIEN + y, i] = state[S_ALIEN + y - 1, i]
+            state[S_ALIEN, i] = last
+        else:
+            for y in range(10):
+                m = np.int64(state[S_ALIEN + y, i])
+                if d > 0:
+                    m = ((m << 1) | (m >> 9)) & 1023
+                else:
+                    m = ((m >> 1) | ((m & 1) << 9)) & 1023
+                state[S_ALIEN + y, i] = m
+        if (np.int64(state[S_ALIEN + 9, i]) >> pos) & 1:
+            terminal = True
+    alien_shot_timer = np.int64(state[S_SHOT_TIMER_ALIEN, i])
+    if alien_shot_timer == 0:
+        alien_shot_timer = ENEMY_SHOT_INTERVAL
+        for k in range(10):
+            col = SEARCH[pos, k]
+            row = -1
+            for y in range(10):
+                if (np.int64(state[S_ALIEN + y, i]) >> col) & 1:
+                    row = y
+            if row >= 0:
+                state[S_EB + row, i] = np.int64(state[S_EB + row, i]) | (1 << col)
+                break
+    # bullets and aliens in the same cell
+    reward = 0.0
+    left = 0
+    for y in range(10):
+        m = np.int64(state[S_ALIEN + y, i])
+        fb = np.int64(state[S_FB + y, i])
+        kill = m & fb
+        reward += POPCOUNT[kill]
+        state[S_ALIEN + y, i] = m & ~kill
+        state[S_FB + y, i] = fb & ~kill
+        left += POPCOUNT[m & ~kill]
+    state[S_SHOT_TIMER, i] = shot_timer - 1 if shot_timer > 0 else 0
+    state[S_MOVE_TIMER, i] = move_timer - 1
+    state[S_SHOT_TIMER_ALIEN, i] = alien_shot_timer - 1
+    if left == 0:
+        if interval > 6 and params[C.P_RAMPING] != 0.0:
+            interval -= 1
+            state[S_RAMP, i] += 1
+        for y in range(4):
+            state[S_ALIEN + y, i] = WAVE_ROW
+    state[S_MOVE_INTERVAL, i] = interval
+    state[S_DIR, i] = d
+    state[S_POS, i] = pos
+    _write_obs(i, state, obs)
+    return reward, terminal
+
+
+@njit(cache=True)
+def reset(mask, state, rng, bounds, params, obs):
+    for i in range(mask.shape[0]):
+        # no random draws here, but the body holds loops (the observation), so this loop is
+        # never the innermost one and is not vectorised (fastsample.check verifies it)
+        if mask[i]:
+            _reset_env(i, state, rng, params, obs, None)
+
+
+@njit(cache=True)
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    for i in range(mask.shape[0]):
+        if mask[i]:  # draws random numbers (sticky actions): never vectorised
+            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            rewards[i] = r
+            terminated[i] = t
+
+
+def _kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
+    env_id = f"MinAtar-SpaceInvaders-{version}"
+    return EnvKernel(
+        id=env_id,
+        observation_space=spaces.Box(0, 1, (10, 10, N_CH), dtype=np.bool_),
+        action_space=spaces.Discrete(len(action_set)),
+        state_dim=STATE_DIM,
+        reset=reset,
+        step=step,
+        max_episode_steps=None,
+        make_params=lambda **kw: C.make_params_for(env_id, action_set, kw),
+        extra={"game": "space_invaders", "channels": CHANNELS, "action_set": action_set,
+               "reset_env": _reset_env, "step_env": _step_env},
+    )
+
+
+KERNEL_V1 = _kernel("v1", MINIMAL_ACTIONS)
+KERNEL_V0 = _kernel("v0", C.FULL_ACTION_SET)
+KERNELS = (KERNEL_V1, KERNEL_V0)
