@@ -10,6 +10,8 @@ exactly the outcomes the reference drew, in the same order.
 
 from __future__ import annotations
 
+import collections
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -45,9 +47,10 @@ class RecordingRandom:
         self.calls.append("randint")
         return v
 
-    def take(self) -> list[float]:
-        out, self.outcomes, self.calls = self.outcomes, [], []
-        return out
+    def take(self) -> tuple[list[float], tuple[str, ...]]:
+        out, calls = self.outcomes, tuple(self.calls)
+        self.outcomes, self.calls = [], []
+        return out, calls
 
 
 class Pair:
@@ -69,10 +72,20 @@ class Pair:
         self.step_env = kernel.extra["step_env"]
         self.steps = 0
         self.sticky_repeats = 0
+        self.draw_patterns: collections.Counter = collections.Counter()  # the calls of each step
 
     def _tape(self):
-        outcomes = self.rec.take()
+        outcomes, calls = self.rec.take()
+        self.draw_patterns[calls] += 1
         return outcomes, C.new_tape(outcomes)
+
+    def inject(self, fields: dict[str, tuple[int, float]]) -> None:
+        """Put both games in a state they may not reach soon: ``{attribute of the reference
+        game: (our state row, value)}`` (the observation does not depend on these)."""
+        for name, (row, value) in fields.items():
+            assert hasattr(self.ref.env, name), name
+            setattr(self.ref.env, name, value)
+            self.state[row, 0] = value
 
     def reset(self, what: str) -> np.ndarray:
         self.ref.reset()
@@ -114,15 +127,19 @@ def random_policy(seed: int):
 
 
 def run_episodes(game: str, env_id: str, policy, *, episodes: int, seed: int, sticky: float = 0.1,
-                 ramping: bool = True, max_steps: int = 5000) -> dict:
+                 ramping: bool = True, max_steps: int = 5000, inject=None) -> dict:
     """``episodes`` full episodes (cut at ``max_steps`` steps) of ``policy(obs, n_actions, ref_env)``
-    on both sides; returns totals for the coverage checks."""
+    on both sides; returns totals for the coverage checks. ``inject(rng)``, if given, returns
+    the ``Pair.inject`` fields to set after each reset."""
     pair = Pair(game, env_id, seed, sticky, ramping)
     n_actions = len(pair.action_set)
+    inject_rng = np.random.default_rng(seed)
     totals = {"episodes": 0, "terminated": 0, "steps": 0, "return": 0.0, "max_return": 0.0,
               "max_ramp": 0, "max_length": 0}
     for ep in range(episodes):
         obs = pair.reset(f"episode {ep} reset")
+        if inject is not None:
+            pair.inject(inject(inject_rng))
         ret = 0.0
         for t in range(max_steps):
             a = policy(obs, n_actions, pair.ref.env)
@@ -140,6 +157,7 @@ def run_episodes(game: str, env_id: str, policy, *, episodes: int, seed: int, st
         totals["max_length"] = max(totals["max_length"], t + 1)
     totals["steps"] = pair.steps
     totals["sticky_repeats"] = pair.sticky_repeats
+    totals["draw_patterns"] = pair.draw_patterns
     return totals
 
 

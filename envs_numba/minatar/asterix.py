@@ -1,0 +1,230 @@
+"""MinAtar Asterix (``MinAtar-Asterix-v1``, minimal actions; ``-v0``, all six), after the
+``minatar`` package 1.0.15 (``minatar/environments/asterix.py``), as a batched kernel.
+
+## Description
+The agent moves freely in rows 1 to 8. Enemies and gold enter from the left or right edge of
+those rows, at most one per row, and cross the screen. Touching gold scores; touching an
+enemy ends the episode. Entities appear every ``spawn_speed`` steps and move every
+``move_speed`` steps, both shrinking as the difficulty ramps.
+
+## Action space
+``-v1``: ``Discrete(5)``: 0 no-op, 1 left, 2 up, 3 right, 4 down (the package's minimal action
+set ``n, l, u, r, d``). ``-v0``: ``Discrete(6)``, the package's numbering ``n, l, u, r, d, f``.
+
+## Observation space
+``Box(0, 1, (10, 10, 4), bool)``, indexed ``[row, column, channel]``: 0 player, 1 enemy,
+2 trail (the cell behind each enemy or gold, when on the screen), 3 gold.
+
+## Rewards
++1 per gold collected.
+
+## Starting state
+Always the same (no draws): player at row 5, column 5, no entities, an entity due in 10
+steps, entities moving every 5 steps.
+
+## Episode end
+Terminated when the player and an enemy share a cell. No time limit
+(``max_episode_steps=None``).
+
+## Difficulty ramping
+With ``difficulty_ramping=True`` (default): on step 102 and then every 102 steps, the spawn
+interval drops by one (down to 1) and, every other time, the move interval too (down to 1);
+the ramp stops once both are 1.
+
+## Random draws
+A spawn draws ``rand() < 1/2`` (enters from the left, moving right), ``rand() < 1/3`` (gold),
+then ``randint(free rows)`` (which free row), in that order; when every row is taken the first
+two are drawn anyway and nothing spawns.
+
+## Constructor kwargs
+``sticky_action_prob`` (0.1), ``difficulty_ramping`` (True).
+
+## Quirks of the reference, reproduced
+* The player is checked against every entity after its own move and again after the
+  entities' move; a step that hits an enemy still collects gold later in the same step, and
+  its reward counts.
+* A new entity spawns before the player moves and does not move on the step it appears
+  unless the entities' move falls on that step.
+* Entities leave when they move off the screen; they are never checked against the player
+  there.
+* The ramp timer counts from 100 down to -1 and ramps on the step after (102 steps per
+  level, not 100).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from numba import njit
+
+from envs_numba.core import EnvKernel
+from envs_numba.minatar import _common as C
+
+CHANNELS = ("player", "enemy", "trail", "gold")
+N_CH = len(CHANNELS)
+MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.UP, C.RIGHT, C.DOWN)
+RAMP_INTERVAL = 100
+INIT_SPAWN_SPEED = 10
+INIT_MOVE_INTERVAL = 5
+N_SLOTS = 8  # one entity per row 1..8
+
+# state rows; entity slot k lives in row k + 1
+(S_PX, S_PY, S_SPAWN_SPEED, S_SPAWN_TIMER, S_MOVE_SPEED, S_MOVE_TIMER, S_RAMP_TIMER, S_RAMP,
+ S_LAST_ACTION) = range(9)
+S_ALIVE = 9  # 1.0 when slot k holds an entity
+S_EX = S_ALIVE + N_SLOTS  # its column
+S_RIGHT = S_EX + N_SLOTS  # 1.0 when it moves right (entered on the left)
+S_GOLD = S_RIGHT + N_SLOTS  # 1.0 for gold, 0.0 for an enemy
+STATE_DIM = S_GOLD + N_SLOTS
+
+
+@njit(cache=True)
+def _write_obs(i, state, obs):
+    for y in range(10):
+        for x in range(10):
+            for c in range(N_CH):
+                obs[i, y, x, c] = False
+    obs[i, np.int64(state[S_PY, i]), np.int64(state[S_PX, i]), 0] = True
+    for k in range(N_SLOTS):
+        if state[S_ALIVE + k, i] != 0.0:
+            x = np.int64(state[S_EX + k, i])
+            obs[i, k + 1, x, 3 if state[S_GOLD + k, i] != 0.0 else 1] = True
+            back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
+            if 0 <= back <= 9:
+                obs[i, k + 1, back, 2] = True
+
+
+@njit(cache=True)
+def _reset_env(i, state, rng, params, obs, tape):
+    state[S_PX, i] = 5
+    state[S_PY, i] = 5
+    state[S_SPAWN_SPEED, i] = INIT_SPAWN_SPEED
+    state[S_SPAWN_TIMER, i] = INIT_SPAWN_SPEED
+    state[S_MOVE_SPEED, i] = INIT_MOVE_INTERVAL
+    state[S_MOVE_TIMER, i] = INIT_MOVE_INTERVAL
+    state[S_RAMP_TIMER, i] = RAMP_INTERVAL
+    state[S_RAMP, i] = 0
+    for k in range(N_SLOTS):
+        state[S_ALIVE + k, i] = 0
+    _write_obs(i, state, obs)
+
+
+@njit(cache=True)
+def _step_env(i, action, state, rng, params, obs, tape):
+    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    spawn_timer = np.int64(state[S_SPAWN_TIMER, i])
+    spawn_speed = np.int64(state[S_SPAWN_SPEED, i])
+    if spawn_timer == 0:
+        right = C.draw_double(rng, i, tape) < 0.5
+        gold = C.draw_double(rng, i, tape) < 1.0 / 3.0
+        free = 0
+        for k in range(N_SLOTS):
+            free += state[S_ALIVE + k, i] == 0.0
+        if free > 0:
+            pick = C.draw_int(rng, i, free, tape)
+            for k in range(N_SLOTS):  # the pick-th free slot
+                if state[S_ALIVE + k, i] == 0.0:
+                    if pick == 0:
+                        state[S_ALIVE + k, i] = 1
+                        state[S_EX + k, i] = 0 if right else 9
+                        state[S_RIGHT + k, i] = 1 if right else 0
+                        state[S_GOLD + k, i] = 1 if gold else 0
+                        break
+                    pick -= 1
+        spawn_timer = spawn_speed
+    px = np.int64(state[S_PX, i])
+    py = np.int64(state[S_PY, i])
+    if a == C.LEFT:
+        px = max(0, px - 1)
+    elif a == C.RIGHT:
+        px = min(9, px + 1)
+    elif a == C.UP:
+        py = max(1, py - 1)
+    elif a == C.DOWN:
+        py = min(8, py + 1)
+    reward = 0.0
+    terminal = False
+    for k in range(N_SLOTS):
+        if state[S_ALIVE + k, i] != 0.0 and state[S_EX + k, i] == px and k + 1 == py:
+            if state[S_GOLD + k, i] != 0.0:
+                state[S_ALIVE + k, i] = 0
+                reward += 1.0
+            else:
+                terminal = True
+    move_timer = np.int64(state[S_MOVE_TIMER, i])
+    move_speed = np.int64(state[S_MOVE_SPEED, i])
+    if move_timer == 0:
+        move_timer = move_speed
+        for k in range(N_SLOTS):
+            if state[S_ALIVE + k, i] != 0.0:
+                x = np.int64(state[S_EX + k, i]) + (1 if state[S_RIGHT + k, i] != 0.0 else -1)
+                state[S_EX + k, i] = x
+                if x < 0 or x > 9:
+                    state[S_ALIVE + k, i] = 0
+                elif x == px and k + 1 == py:
+                    if state[S_GOLD + k, i] != 0.0:
+                        state[S_ALIVE + k, i] = 0
+                        reward += 1.0
+                    else:
+                        terminal = True
+    spawn_timer -= 1
+    move_timer -= 1
+    if params[C.P_RAMPING] != 0.0 and (spawn_speed > 1 or move_speed > 1):
+        ramp_timer = np.int64(state[S_RAMP_TIMER, i])
+        if ramp_timer >= 0:
+            state[S_RAMP_TIMER, i] = ramp_timer - 1
+        else:
+            ramp = np.int64(state[S_RAMP, i])
+            if move_speed > 1 and ramp % 2:
+                move_speed -= 1
+            if spawn_speed > 1:
+                spawn_speed -= 1
+            state[S_RAMP, i] = ramp + 1
+            state[S_RAMP_TIMER, i] = RAMP_INTERVAL
+    state[S_SPAWN_TIMER, i] = spawn_timer
+    state[S_SPAWN_SPEED, i] = spawn_speed
+    state[S_MOVE_TIMER, i] = move_timer
+    state[S_MOVE_SPEED, i] = move_speed
+    state[S_PX, i] = px
+    state[S_PY, i] = py
+    _write_obs(i, state, obs)
+    return reward, terminal
+
+
+@njit(cache=True)
+def reset(mask, state, rng, bounds, params, obs):
+    for i in range(mask.shape[0]):
+        # no random draws here, but the body holds loops (the observation), so this loop is
+        # never the innermost one and is not vectorised (fastsample.check verifies it)
+        if mask[i]:
+            _reset_env(i, state, rng, params, obs, None)
+
+
+@njit(cache=True)
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    for i in range(mask.shape[0]):
+        if mask[i]:  # draws random numbers (sticky actions, spawns): never vectorised
+            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            rewards[i] = r
+            terminated[i] = t
+
+
+def _kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
+    env_id = f"MinAtar-Asterix-{version}"
+    return EnvKernel(
+        id=env_id,
+        observation_space=spaces.Box(0, 1, (10, 10, N_CH), dtype=np.bool_),
+        action_space=spaces.Discrete(len(action_set)),
+        state_dim=STATE_DIM,
+        reset=reset,
+        step=step,
+        max_episode_steps=None,
+        make_params=lambda **kw: C.make_params_for(env_id, action_set, kw),
+        extra={"game": "asterix", "channels": CHANNELS, "action_set": action_set,
+               "reset_env": _reset_env, "step_env": _step_env},
+    )
+
+
+KERNEL_V1 = _kernel("v1", MINIMAL_ACTIONS)
+KERNEL_V0 = _kernel("v0", C.FULL_ACTION_SET)
+KERNELS = (KERNEL_V1, KERNEL_V0)
