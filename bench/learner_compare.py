@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 
@@ -30,15 +31,19 @@ def _batch(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _interleaved_medians(calls: dict, updates: int, budget_s: float, min_repeats: int = 5) -> dict:
-    """Median seconds per update of each call, the calls timed in turn within every repeat (so
-    that load from other processes falls on all of them alike)."""
+    """Median seconds per update of each call, the calls timed in turn, in a shuffled order,
+    within every repeat (so that load from other processes falls on all of them alike)."""
     for call in calls.values():
         call()  # warm-up (JIT, allocator)
     times: dict = {name: [] for name in calls}
     t_end = time.perf_counter() + budget_s
     repeats = 0
+    order = list(calls)
+    rng = random.Random(0)
     while repeats < min_repeats or (time.perf_counter() < t_end and repeats < 200):
-        for name, call in calls.items():
+        rng.shuffle(order)  # no call always follows the same one (torch's leaves the caches cold)
+        for name in order:
+            call = calls[name]
             t0 = time.perf_counter()
             call()
             times[name].append((time.perf_counter() - t0) / updates)

@@ -22,15 +22,21 @@ All parameters live in one flat float32 array, in the order and layout of the to
 ``flat_parameters()`` (``log_std`` for a Gaussian head, ``critic.0.weight``, ``critic.0.bias``, ...,
 ``actor.0.weight``, ...; weights ``(out, in)`` row-major), so :meth:`CompiledPPOLearner.state_arrays`
 gives the torch ``state_dict`` keys and shapes, and Adam and clipping are single loops.
-Activations are stored feature-major, ``(features, batch)``, so every elementwise loop and
-every matrix-product inner loop runs over the batch, contiguous.
+Activations are stored feature-major, ``(features, samples)`` blocks in one float32 workspace
+(row stride padded, see :func:`_row_stride`), so every elementwise loop and every
+matrix-product inner loop runs over the samples, contiguous; the matrix products take four
+output rows and four terms at a time over 256-sample chunks. The kernels are compiled without
+numba's reference counting (``_nrt=False``): views cost nothing and nothing is allocated.
 
 Codegen rule
 ------------
 Every store in a loop is unconditional: values are chosen with selects (loaded first), never
 stored under an ``if`` inside a vectorisable loop, because LLVM miscompiled such masked stores
-on some CPUs (AVX-512). ``tests/test_compiled_learner_grad.py`` checks that no kernel here has
-a masked load or store in its optimised IR (``fastsample.check.masked_memory_ops``).
+on some CPUs (AVX-512). Loops with a strided or indexed side (the minibatch gather, transposes)
+carry an empty inline-asm statement so that they are never widened into gathers or scatters.
+``tests/test_compiled_learner_grad.py`` checks, under every codegen target of
+``fastsample.check.codegen_targets()``, that no kernel here has a masked load, store, gather or
+scatter in its optimised IR (``fastsample.check.masked_memory_ops``).
 
 Float arithmetic may be reassociated (``fastmath`` reassoc/contract/nsz only: no NaN or
 infinity assumptions), so sums differ from torch's in the last bits; tanh is the rational
