@@ -280,6 +280,11 @@ def test_update_loop_runs_and_learns_nothing_nan():
     assert stats.epochs == 1 and learner.step_count == 17
 
 
+def test_row_stride_python_twin():
+    for m in (1, 15, 16, 17, 255, 256, 1000, 1024, 2048, 4096, 5000, 16384):
+        assert compiled.row_stride(m) == compiled._row_stride(m) >= m
+
+
 def test_wrong_dtypes_are_refused():
     """Arrays of another dtype or layout raise instead of compiling a second specialisation."""
     _, _, learner = make_pair(True, hidden=(8, 8))

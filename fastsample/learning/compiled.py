@@ -877,7 +877,13 @@ def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch
     widths = sum(hidden)
     maxw = max(1, action_dim, *hidden)
     per_sample = obs_dim + (widths + 1) + (widths + action_dim) + 2 * maxw + 3 * action_dim + 10
-    return per_sample * int(_row_stride(batch))
+    return per_sample * row_stride(batch)
+
+
+def row_stride(batch: int) -> int:
+    """:func:`_row_stride` in Python (the learner's constructor then touches no compiled code)."""
+    s = (batch + 15) // 16 * 16
+    return s + 16 if s % 1024 == 0 else s
 
 
 def _orthogonal(rng: np.random.Generator, rows: int, cols: int, gain: float) -> np.ndarray:
