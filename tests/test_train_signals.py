@@ -47,12 +47,27 @@ def _alive(procs):
 
 
 def _reap(proc, children):
-    """Test cleanup: whatever this test started and is still running is killed, by pid."""
+    """Test cleanup (a failing run): whatever this test started and is still running is killed,
+    by pid; multiprocessing's resource tracker last, once it had 5 s to notice that everyone
+    else is gone and unlink what was registered with it (named semaphores in /dev/shm)."""
     if proc.poll() is None:
         proc.kill()
         proc.communicate(timeout=10)
-    for c in _alive(children):
+    alive = _alive(children)
+    trackers = [c for c in alive if "resource_tracker" in " ".join(_cmdline(c))]
+    for c in alive:
+        if c not in trackers:
+            c.kill()
+    psutil.wait_procs(trackers, timeout=5)
+    for c in _alive(trackers):
         c.kill()
+
+
+def _cmdline(p):
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
 
 
 @pytest.mark.parametrize("mode", [
@@ -117,7 +132,7 @@ def test_sigterm_during_async_start_up_stops_cleanly(tmp_path):
     children = []
     try:
         t0 = time.monotonic()
-        while len([c for c in psutil.Process(proc.pid).children() if "resource_tracker" not in " ".join(c.cmdline())]) < 2:
+        while len([c for c in psutil.Process(proc.pid).children() if "resource_tracker" not in " ".join(_cmdline(c))]) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() - t0 < 60, "the samplers never started"
             time.sleep(0.02)
