@@ -63,17 +63,21 @@ def test_async_reward_normalisation_chains_each_samplers_returns(monkeypatch):
 
 
 def test_max_policy_lag_drops_stale_slots_and_reports_lags():
-    """One sampler, 4 slots: after a pause the sampler has filled every slot with the same
-    weights, so two updates later the oldest are 2 versions behind: with --max-policy-lag 1
-    they are dropped (handed back and refilled), never used."""
+    """One sampler, 4 slots: once the sampler has filled every slot (with the weights of now
+    or before), slots are taken in the order they were filled, so the third update after that
+    meets one at least 2 versions behind: with --max-policy-lag 1 it is dropped (handed back
+    and refilled), never used."""
     cfg = _runner(num_workers=1, async_slots=4, max_policy_lag=1)
     runner = AsyncRunner(cfg, torch.device("cpu"))
     outs = []
     try:
         runner.start()
         outs.append(runner.iteration_step())
-        time.sleep(1.0)  # the sampler fills every free slot with the current weights
-        for _ in range(4):
+        t0 = time.monotonic()  # let the sampler fill every slot (versions <= the current one)
+        while runner.full_q.qsize() < runner.num_slots:
+            assert time.monotonic() - t0 < 60, "the sampler never filled its slots"
+            time.sleep(0.01)
+        for _ in range(4):  # the 3rd of these finds a slot >= 2 versions old at the head of the queue
             outs.append(runner.iteration_step())
     finally:
         runner.close()
