@@ -256,6 +256,7 @@ CASES = (
     Case("MinAtar-SpaceInvaders-v1", make_ref=_single_env_stack("MinAtar-SpaceInvaders-v1"),
          max_episode_steps=18, **_MINATAR_RUN),
     Case("MinAtar-Asterix-v1", make_ref=_single_env_stack("MinAtar-Asterix-v1"), max_episode_steps=18, **_MINATAR_RUN),
+    Case("MinAtar-Seaquest-v1", make_ref=_single_env_stack("MinAtar-Seaquest-v1"), max_episode_steps=18, **_MINATAR_RUN),
 )
 
 

@@ -6,8 +6,9 @@ six actions), with the package's kwargs ``sticky_action_prob`` (0.1) and
 ``difficulty_ramping`` (True). ``_common.py`` holds what the games share.
 """
 
-from envs_numba.minatar import asterix, breakout, freeway, space_invaders
+from envs_numba.minatar import asterix, breakout, freeway, seaquest, space_invaders
 
-GAMES = {"breakout": breakout, "freeway": freeway, "space_invaders": space_invaders, "asterix": asterix}
+GAMES = {"breakout": breakout, "freeway": freeway, "space_invaders": space_invaders, "asterix": asterix,
+         "seaquest": seaquest}
 
 KERNELS = tuple(k for game in GAMES.values() for k in game.KERNELS)

@@ -1,0 +1,462 @@
+"""MinAtar Seaquest (``MinAtar-Seaquest-v1`` and ``-v0``: both all six actions, the package's
+minimal set for Seaquest being all of them), after the ``minatar`` package 1.0.15
+(``minatar/environments/seaquest.py``), as a batched kernel.
+
+## Description
+The agent steers a submarine under water (rows 1 to 8, row 0 is the surface), shoots enemy
+fish and enemy submarines (which shoot back), and rescues divers. Oxygen runs out under
+water; surfacing with at least one diver refills it and costs one diver, surfacing with six
+pays a bonus, surfacing with none ends the episode.
+
+## Action space
+``Discrete(6)``: 0 no-op, 1 left, 2 up, 3 right, 4 down, 5 fire (the package's ``n, l, u, r,
+d, f``).
+
+## Observation space
+``Box(0, 1, (10, 10, 10), bool)``, indexed ``[row, column, channel]``: 0 sub front, 1 sub
+back, 2 the agent's bullet, 3 trail (behind fish, enemy subs and divers), 4 enemy bullet,
+5 enemy fish, 6 enemy sub, 7 oxygen gauge (row 9, one cell per 20 oxygen), 8 diver gauge
+(row 9, right to left), 9 diver.
+
+## Rewards
++1 per enemy shot; when surfacing with six divers, ``oxygen * 10 // 200`` more.
+
+## Starting state
+Always the same (no draws): sub at the surface in column 5 facing left, full oxygen (200),
+no divers, an enemy due in 20 steps and a diver in 30.
+
+## Episode end
+Terminated on touching an enemy or an enemy bullet, when oxygen is out, or when surfacing
+without divers. No time limit (``max_episode_steps=None``).
+
+## Difficulty ramping
+With ``difficulty_ramping=True`` (default) each surfacing that refills oxygen makes enemies
+appear one step sooner (down to every step) and, every other time, move one step sooner
+(down to every 3 steps), until both are at their limit.
+
+## Random draws
+An enemy spawn draws ``rand() < 1/2`` (enters on the left, moving right), ``rand() < 1/3``
+(a sub, else a fish), ``randint(1, 9)`` (the row); it is dropped when an enemy moving the
+other way is in that row. A diver spawn (every 30 steps) draws ``rand() < 1/2`` and
+``randint(1, 9)``.
+
+## Constructor kwargs
+``sticky_action_prob`` (0.1), ``difficulty_ramping`` (True).
+
+## Quirks of the reference, reproduced
+* Surfacing with six divers sets the count to 0 and then takes one diver like any
+  surfacing, leaving **-1** divers: the gauge shows none, the next diver brings the count
+  to 0, and a later surfacing with "no" divers (count -1 or below) refills oxygen instead of
+  ending the episode (each such surfacing lowers the count further).
+* The reference keeps entities in Python lists, iterates them in reverse while removing from
+  them, and removes by value (``list.remove`` drops the first *equal* element, not
+  necessarily the one in hand). We keep each list in order in fixed state rows and replay
+  exactly that: the reverse iterator's index, the first-equal removal, and the iteration that
+  stops when the index falls outside the shrunken list.
+* An enemy sub that leaves the screen or is shot on a step when its gun is ready still fires
+  that step (from its last position, off the screen when it just left; such a bullet is
+  dropped the same step). The bullet's column is the sub's either way.
+* Enemies, divers and bullets move and collide in a fixed order (the agent's bullets, divers,
+  subs, enemy bullets, fish), so a fish can move into a bullet that already moved this step.
+* The oxygen check comes before this step's oxygen use: the episode ends one step after
+  oxygen reaches 0.
+* Diver rescue: a diver is picked up only while fewer than six are aboard, before or after
+  its own move.
+
+The lists have fixed capacities (agent bullets 4, enemy bullets 64, fish 48, enemy subs 48,
+divers 6), above what the game's timers allow: one shot per 5 steps living at most 9 steps
+(2 bullets), at most one enemy per step living at most 33 steps once enemies come every step
+(34 fish and subs together; 42 measured when tests start at the otherwise unreachable
+"every step, slowest moves"), one diver per 30 steps living at most 66 (3), at most one
+bullet per sub alive or gone within 10 steps. An entity that would not fit is dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from numba import njit
+
+from envs_numba.core import EnvKernel
+from envs_numba.minatar import _common as C
+
+CHANNELS = ("sub_front", "sub_back", "friendly_bullet", "trail", "enemy_bullet", "enemy_fish", "enemy_sub",
+            "oxygen_guage", "diver_guage", "diver")
+N_CH = len(CHANNELS)
+MINIMAL_ACTIONS = C.FULL_ACTION_SET
+MAX_OXYGEN = 200
+INIT_SPAWN_SPEED = 20
+DIVER_SPAWN_SPEED = 30
+INIT_MOVE_INTERVAL = 5
+SHOT_COOL_DOWN = 5
+ENEMY_SHOT_INTERVAL = 10
+DIVER_MOVE_INTERVAL = 5
+
+# scalar state rows
+(S_OXYGEN, S_DIVERS, S_SX, S_SY, S_OR, S_E_SPAWN_SPEED, S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_MOVE_SPEED,
+ S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION) = range(13)
+
+# entity lists: a count row, then one block of ``cap`` rows per field (element k's field f is
+# row base + 1 + f * cap + k). Fields: x, y, direction (1.0 right), then timers.
+X, Y, D, T, SHOT = 0, 1, 2, 3, 4
+FB_CAP, EB_CAP, FISH_CAP, SUB_CAP, DIV_CAP = 4, 64, 48, 48, 6
+FB_NF, EB_NF, FISH_NF, SUB_NF, DIV_NF = 3, 3, 4, 5, 4
+FB = 13
+EB = FB + 1 + FB_CAP * FB_NF
+FISH = EB + 1 + EB_CAP * EB_NF
+SUB = FISH + 1 + FISH_CAP * FISH_NF
+DIV = SUB + 1 + SUB_CAP * SUB_NF
+STATE_DIM = DIV + 1 + DIV_CAP * DIV_NF
+
+
+@njit(cache=True, inline="always")
+def _row(base, cap, f, k):
+    return base + 1 + f * cap + k
+
+
+@njit(cache=True)
+def _delete(state, i, base, cap, nf, j):
+    """``del list[j]``."""
+    n = np.int64(state[base, i])
+    for f in range(nf):
+        row = base + 1 + f * cap
+        for k in range(j, n - 1):
+            state[row + k, i] = state[row + k + 1, i]
+    state[base, i] = n - 1
+
+
+@njit(cache=True)
+def _remove(state, i, base, cap, nf, pos):
+    """``list.remove(list[pos])``: delete the first element equal to element ``pos``; return
+    the index deleted (``<= pos``)."""
+    for j in range(pos + 1):
+        same = True
+        for f in range(nf):
+            row = base + 1 + f * cap
+            if state[row + j, i] != state[row + pos, i]:
+                same = False
+                break
+        if same:
+            _delete(state, i, base, cap, nf, j)
+            return j
+    return pos  # not reached: element pos equals itself
+
+
+@njit(cache=True)
+def _append(state, i, base, cap, x, y, d, t, s):
+    """``list.append([x, y, d, t, s][:nf])`` (fields beyond the list's are ignored)."""
+    n = np.int64(state[base, i])
+    if n >= cap:
+        return
+    state[base + 1 + X * cap + n, i] = x
+    state[base + 1 + Y * cap + n, i] = y
+    state[base + 1 + D * cap + n, i] = d
+    if base == FISH or base == SUB or base == DIV:
+        state[base + 1 + T * cap + n, i] = t
+    if base == SUB:
+        state[base + 1 + SHOT * cap + n, i] = s
+    state[base, i] = n + 1
+
+
+@njit(cache=True)
+def _first_at(state, i, base, cap, x, y):
+    """Index of the first element at column ``x``, row ``y``, or -1."""
+    n = np.int64(state[base, i])
+    for k in range(n):
+        if state[base + 1 + X * cap + k, i] == x and state[base + 1 + Y * cap + k, i] == y:
+            return k
+    return -1
+
+
+@njit(cache=True)
+def _write_obs(i, state, obs):
+    for y in range(10):
+        for x in range(10):
+            for c in range(N_CH):
+                obs[i, y, x, c] = False
+    sx = np.int64(state[S_SX, i])
+    sy = np.int64(state[S_SY, i])
+    obs[i, sy, sx, 0] = True
+    obs[i, sy, sx - 1 if state[S_OR, i] != 0.0 else sx + 1, 1] = True
+    oxygen = max(0, np.int64(state[S_OXYGEN, i]))
+    for x in range(oxygen * 10 // MAX_OXYGEN):
+        obs[i, 9, x, 7] = True
+    divers = np.int64(state[S_DIVERS, i])
+    for x in range(max(0, 9 - divers), 9):
+        obs[i, 9, x, 8] = True
+    for base, cap, ch in ((FB, FB_CAP, 2), (EB, EB_CAP, 4), (FISH, FISH_CAP, 5), (SUB, SUB_CAP, 6),
+                          (DIV, DIV_CAP, 9)):
+        for k in range(np.int64(state[base, i])):
+            x = np.int64(state[_row(base, cap, X, k), i])
+            y = np.int64(state[_row(base, cap, Y, k), i])
+            obs[i, y, x, ch] = True
+            if ch >= 5:
+                back = x - 1 if state[_row(base, cap, D, k), i] != 0.0 else x + 1
+                if 0 <= back <= 9:
+                    obs[i, y, back, 3] = True
+
+
+@njit(cache=True)
+def _reset_env(i, state, rng, params, obs, tape):
+    state[S_OXYGEN, i] = MAX_OXYGEN
+    state[S_DIVERS, i] = 0
+    state[S_SX, i] = 5
+    state[S_SY, i] = 0
+    state[S_OR, i] = 0
+    state[S_E_SPAWN_SPEED, i] = INIT_SPAWN_SPEED
+    state[S_E_SPAWN_TIMER, i] = INIT_SPAWN_SPEED
+    state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
+    state[S_MOVE_SPEED, i] = INIT_MOVE_INTERVAL
+    state[S_RAMP, i] = 0
+    state[S_SHOT_TIMER, i] = 0
+    state[S_SURFACE, i] = 1
+    for base in (FB, EB, FISH, SUB, DIV):
+        state[base, i] = 0
+    _write_obs(i, state, obs)
+
+
+@njit(cache=True)
+def _spawn_enemy(i, state, rng, tape):
+    right = C.draw_double(rng, i, tape) < 0.5
+    is_sub = C.draw_double(rng, i, tape) < 1.0 / 3.0
+    y = 1 + C.draw_int(rng, i, 8, tape)
+    d = 1.0 if right else 0.0
+    for base, cap in ((SUB, SUB_CAP), (FISH, FISH_CAP)):
+        for k in range(np.int64(state[base, i])):
+            if state[_row(base, cap, Y, k), i] == y and state[_row(base, cap, D, k), i] != d:
+                return
+    x = 0 if right else 9
+    speed = state[S_MOVE_SPEED, i]
+    if is_sub:
+        _append(state, i, SUB, SUB_CAP, x, y, d, speed, ENEMY_SHOT_INTERVAL)
+    else:
+        _append(state, i, FISH, FISH_CAP, x, y, d, speed, 0)
+
+
+@njit(cache=True)
+def _step_env(i, action, state, rng, params, obs, tape):
+    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    reward = 0.0
+    terminal = False
+    if state[S_E_SPAWN_TIMER, i] == 0:
+        _spawn_enemy(i, state, rng, tape)
+        state[S_E_SPAWN_TIMER, i] = state[S_E_SPAWN_SPEED, i]
+    if state[S_D_SPAWN_TIMER, i] == 0:
+        right = C.draw_double(rng, i, tape) < 0.5
+        y = 1 + C.draw_int(rng, i, 8, tape)
+        _append(state, i, DIV, DIV_CAP, 0 if right else 9, y, 1.0 if right else 0.0, DIVER_MOVE_INTERVAL, 0)
+        state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
+
+    sx = np.int64(state[S_SX, i])
+    sy = np.int64(state[S_SY, i])
+    if a == C.FIRE and state[S_SHOT_TIMER, i] == 0:
+        _append(state, i, FB, FB_CAP, sx, sy, state[S_OR, i], 0, 0)
+        state[S_SHOT_TIMER, i] = SHOT_COOL_DOWN
+    elif a == C.LEFT:
+        sx = max(0, sx - 1)
+        state[S_OR, i] = 0
+    elif a == C.RIGHT:
+        sx = min(9, sx + 1)
+        state[S_OR, i] = 1
+    elif a == C.UP:
+        sy = max(0, sy - 1)
+    elif a == C.DOWN:
+        sy = min(8, sy + 1)
+    state[S_SX, i] = sx
+    state[S_SY, i] = sy
+
+    # the agent's bullets (reverse iteration over a list that shrinks)
+    it = np.int64(state[FB, i]) - 1
+    while 0 <= it < np.int64(state[FB, i]):
+        pos = it
+        it -= 1
+        x = state[_row(FB, FB_CAP, X, pos), i] + (1 if state[_row(FB, FB_CAP, D, pos), i] != 0.0 else -1)
+        state[_row(FB, FB_CAP, X, pos), i] = x
+        y = state[_row(FB, FB_CAP, Y, pos), i]
+        if x < 0 or x > 9:
+            _remove(state, i, FB, FB_CAP, FB_NF, pos)
+        else:
+            k = _first_at(state, i, FISH, FISH_CAP, x, y)
+            if k >= 0:
+                _remove(state, i, FISH, FISH_CAP, FISH_NF, k)
+                _remove(state, i, FB, FB_CAP, FB_NF, pos)
+                reward += 1.0
+            else:
+                k = _first_at(state, i, SUB, SUB_CAP, x, y)
+                if k >= 0:
+                    _remove(state, i, SUB, SUB_CAP, SUB_NF, k)
+                    _remove(state, i, FB, FB_CAP, FB_NF, pos)
+                    reward += 1.0
+
+    # divers
+    divers = np.int64(state[S_DIVERS, i])
+    it = np.int64(state[DIV, i]) - 1
+    while 0 <= it < np.int64(state[DIV, i]):
+        pos = it
+        it -= 1
+        x = state[_row(DIV, DIV_CAP, X, pos), i]
+        y = state[_row(DIV, DIV_CAP, Y, pos), i]
+        if x == sx and y == sy and divers < 6:
+            _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+            divers += 1
+        elif state[_row(DIV, DIV_CAP, T, pos), i] == 0:
+            state[_row(DIV, DIV_CAP, T, pos), i] = DIVER_MOVE_INTERVAL
+            x += 1 if state[_row(DIV, DIV_CAP, D, pos), i] != 0.0 else -1
+            state[_row(DIV, DIV_CAP, X, pos), i] = x
+            if x < 0 or x > 9:
+                _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+            elif x == sx and y == sy and divers < 6:
+                _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+                divers += 1
+        else:
+            state[_row(DIV, DIV_CAP, T, pos), i] -= 1
+    state[S_DIVERS, i] = divers
+
+    # enemy subs
+    move_speed = state[S_MOVE_SPEED, i]
+    it = np.int64(state[SUB, i]) - 1
+    while 0 <= it < np.int64(state[SUB, i]):
+        pos = it  # where this sub is in the list, -1 once removed
+        it -= 1
+        x = state[_row(SUB, SUB_CAP, X, pos), i]
+        y = state[_row(SUB, SUB_CAP, Y, pos), i]
+        d = state[_row(SUB, SUB_CAP, D, pos), i]
+        shot = state[_row(SUB, SUB_CAP, SHOT, pos), i]
+        if x == sx and y == sy:
+            terminal = True
+        if state[_row(SUB, SUB_CAP, T, pos), i] == 0:
+            state[_row(SUB, SUB_CAP, T, pos), i] = move_speed
+            x += 1 if d != 0.0 else -1
+            state[_row(SUB, SUB_CAP, X, pos), i] = x
+            if x < 0 or x > 9:
+                j = _remove(state, i, SUB, SUB_CAP, SUB_NF, pos)
+                pos = -1 if j == pos else pos - 1
+            elif x == sx and y == sy:
+                terminal = True
+            else:
+                k = _first_at(state, i, FB, FB_CAP, x, y)
+                if k >= 0:
+                    j = _remove(state, i, SUB, SUB_CAP, SUB_NF, pos)
+                    pos = -1 if j == pos else pos - 1
+                    _remove(state, i, FB, FB_CAP, FB_NF, k)
+                    reward += 1.0
+        else:
+            state[_row(SUB, SUB_CAP, T, pos), i] -= 1
+        if shot == 0:
+            if pos >= 0:
+                state[_row(SUB, SUB_CAP, SHOT, pos), i] = ENEMY_SHOT_INTERVAL
+            _append(state, i, EB, EB_CAP, x, y, d, 0, 0)
+        elif pos >= 0:
+            state[_row(SUB, SUB_CAP, SHOT, pos), i] = shot - 1
+
+    # enemy bullets
+    it = np.int64(state[EB, i]) - 1
+    while 0 <= it < np.int64(state[EB, i]):
+        pos = it
+        it -= 1
+        x = state[_row(EB, EB_CAP, X, pos), i]
+        y = state[_row(EB, EB_CAP, Y, pos), i]
+        if x == sx and y == sy:
+            terminal = True
+        x += 1 if state[_row(EB, EB_CAP, D, pos), i] != 0.0 else -1
+        state[_row(EB, EB_CAP, X, pos), i] = x
+        if x < 0 or x > 9:
+            _remove(state, i, EB, EB_CAP, EB_NF, pos)
+        elif x == sx and y == sy:
+            terminal = True
+
+    # enemy fish
+    it = np.int64(state[FISH, i]) - 1
+    while 0 <= it < np.int64(state[FISH, i]):
+        pos = it
+        it -= 1
+        x = state[_row(FISH, FISH_CAP, X, pos), i]
+        y = state[_row(FISH, FISH_CAP, Y, pos), i]
+        if x == sx and y == sy:
+            terminal = True
+        if state[_row(FISH, FISH_CAP, T, pos), i] == 0:
+            state[_row(FISH, FISH_CAP, T, pos), i] = move_speed
+            x += 1 if state[_row(FISH, FISH_CAP, D, pos), i] != 0.0 else -1
+            state[_row(FISH, FISH_CAP, X, pos), i] = x
+            if x < 0 or x > 9:
+                _remove(state, i, FISH, FISH_CAP, FISH_NF, pos)
+            elif x == sx and y == sy:
+                terminal = True
+            else:
+                k = _first_at(state, i, FB, FB_CAP, x, y)
+                if k >= 0:
+                    _remove(state, i, FISH, FISH_CAP, FISH_NF, pos)
+                    _remove(state, i, FB, FB_CAP, FB_NF, k)
+                    reward += 1.0
+        else:
+            state[_row(FISH, FISH_CAP, T, pos), i] -= 1
+
+    # timers, oxygen, surfacing
+    for row in (S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_SHOT_TIMER):
+        if state[row, i] > 0:
+            state[row, i] -= 1
+    oxygen = np.int64(state[S_OXYGEN, i])
+    if oxygen <= 0:
+        terminal = True
+    if sy > 0:
+        state[S_OXYGEN, i] = oxygen - 1
+        state[S_SURFACE, i] = 0
+    elif state[S_SURFACE, i] == 0:
+        if divers == 0:
+            terminal = True
+        else:
+            state[S_SURFACE, i] = 1
+            if divers == 6:
+                divers = 0
+                reward += oxygen * 10 // MAX_OXYGEN
+            state[S_OXYGEN, i] = MAX_OXYGEN
+            state[S_DIVERS, i] = divers - 1
+            spawn_speed = state[S_E_SPAWN_SPEED, i]
+            if params[C.P_RAMPING] != 0.0 and (spawn_speed > 1 or move_speed > 2):
+                ramp = np.int64(state[S_RAMP, i])
+                if move_speed > 2 and ramp % 2:
+                    state[S_MOVE_SPEED, i] = move_speed - 1
+                if spawn_speed > 1:
+                    state[S_E_SPAWN_SPEED, i] = spawn_speed - 1
+                state[S_RAMP, i] = ramp + 1
+    _write_obs(i, state, obs)
+    return reward, terminal
+
+
+@njit(cache=True)
+def reset(mask, state, rng, bounds, params, obs):
+    for i in range(mask.shape[0]):
+        # no random draws here, but the body holds loops (the observation), so this loop is
+        # never the innermost one and is not vectorised (fastsample.check verifies it)
+        if mask[i]:
+            _reset_env(i, state, rng, params, obs, None)
+
+
+@njit(cache=True)
+def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    for i in range(mask.shape[0]):
+        if mask[i]:  # draws random numbers (sticky actions, spawns): never vectorised
+            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            rewards[i] = r
+            terminated[i] = t
+
+
+def _kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
+    env_id = f"MinAtar-Seaquest-{version}"
+    return EnvKernel(
+        id=env_id,
+        observation_space=spaces.Box(0, 1, (10, 10, N_CH), dtype=np.bool_),
+        action_space=spaces.Discrete(len(action_set)),
+        state_dim=STATE_DIM,
+        reset=reset,
+        step=step,
+        max_episode_steps=None,
+        make_params=lambda **kw: C.make_params_for(env_id, action_set, kw),
+        extra={"game": "seaquest", "channels": CHANNELS, "action_set": action_set,
+               "reset_env": _reset_env, "step_env": _step_env},
+    )
+
+
+KERNEL_V1 = _kernel("v1", MINIMAL_ACTIONS)
+KERNEL_V0 = _kernel("v0", C.FULL_ACTION_SET)
+KERNELS = (KERNEL_V1, KERNEL_V0)
