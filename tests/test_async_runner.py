@@ -20,7 +20,7 @@ def test_async_reward_normalisation_chains_each_samplers_returns(monkeypatch):
     """Two slots of one update from the same sampler (sampler 1 is slowed down, so sampler 0
     fills both) must chain: the second slot's discounted returns continue from the first's.
     The running return variance must be that of the true per-env discounted returns."""
-    monkeypatch.setenv("FASTSAMPLE_TEST_SAMPLER_DELAY", "1:0.2")
+    monkeypatch.setenv("FASTSAMPLE_TEST_SAMPLER_DELAY", "1:0.3")
     cfg = _runner(num_workers=2, async_slots=4, norm_reward=True, gamma=0.9)
     cfg.max_policy_lag = 10**9  # keep every slot: the reference below chains all of them
     runner = AsyncRunner(cfg, torch.device("cpu"))
