@@ -26,7 +26,8 @@ import numpy as np
 def _batch(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
-    return {"obs": f(n, 4), "actions": rng.integers(0, 2, n), "logprobs": np.log(np.full(n, 0.5, np.float32)) + 0.1 * f(n),
+    return {"obs": f(n, 4), "actions": rng.integers(0, 2, n),
+            "logprobs": np.log(np.full(n, 0.5, np.float32)) + 0.1 * f(n),
             "advantages": f(n), "returns": f(n), "values": f(n)}
 
 

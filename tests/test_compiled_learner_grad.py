@@ -292,8 +292,9 @@ def test_wrong_dtypes_are_refused():
     ok = dict(obs=np.zeros((n, 4), np.float32), actions=np.zeros(n, np.int64),
               **{k: np.zeros(n, np.float32) for k in ("logprobs", "advantages", "returns", "values")})
     learner.minibatch_update(*ok.values(), np.arange(n))
-    for key, bad in (("obs", np.zeros((n, 4))), ("obs", np.zeros((4, n), np.float32).T), ("actions", np.zeros(n, np.int32)),
-                     ("returns", np.zeros(n)), ("values", np.zeros(n + 1, np.float32))):
+    for key, bad in (("obs", np.zeros((n, 4))), ("obs", np.zeros((4, n), np.float32).T),
+                     ("actions", np.zeros(n, np.int32)), ("returns", np.zeros(n)),
+                     ("values", np.zeros(n + 1, np.float32))):
         with pytest.raises(TypeError):
             learner.minibatch_update(*{**ok, key: bad}.values(), np.arange(n))
     with pytest.raises(TypeError):

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
 __all__ = ["CompiledPPOLearner", "CompiledStats", "param_layout", "compute_gae", "vtrace", "KERNELS"]
@@ -833,9 +834,7 @@ def vtrace(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_valu
     return adv, vs
 
 
-KERNELS = {f.py_func.__name__: f for f in (
-    _activate, _coef, _rows_axpy, _dense_fwd, _row_stride, _gather_minibatch, _transpose, _dense_grad_w, _dense_bwd_x, _mlp_fwd, _mlp_bwd, _categorical_head, _gaussian_head,
-    _ppo_loss, _categorical_grad, _gaussian_grad, _clip_grad_norm, _adam, _ppo_minibatch, _forward, _gae, _vtrace)}
+KERNELS = {name: obj for name, obj in list(globals().items()) if isinstance(obj, CPUDispatcher)}
 """Every dispatcher of this module, by name (for ``fastsample.check.masked_memory_ops``)."""
 
 
@@ -846,8 +845,9 @@ def param_layout(obs_dim: int, hidden: tuple[int, ...], action_dim: int, discret
                  ) -> tuple[list[tuple[str, tuple[int, ...], int]], np.ndarray, np.ndarray, int, int]:
     """``(entries, critic_layers, actor_layers, log_std_offset, size)``: ``entries`` are
     ``(torch state_dict key, shape, offset)`` in the torch model's parameter order; the layer
-    tables have rows ``(w_off, b_off, n_in, n_out, sum of the earlier layers' n_out, widest n_out)``; ``log_std_offset`` is 0 (the log-std comes
-    first, as in torch; a categorical head has none)."""
+    tables have rows ``(w_off, b_off, n_in, n_out, sum of the earlier layers' n_out, widest
+    n_out)``; ``log_std_offset`` is 0 (the log-std comes first, as in torch; a categorical head
+    has none)."""
     entries: list[tuple[str, tuple[int, ...], int]] = []
     tables = {}
     off = 0
