@@ -157,10 +157,10 @@ def test_gradients_match_torch(discrete, activation, norm_adv, clip_vloss, ent_c
 
 
 @pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
-@pytest.mark.parametrize("hidden,obs_dim,action_dim", [((5, 7), 3, 3), ((16, 9, 6), 11, 1), ((64,), 4, 5)])
+@pytest.mark.parametrize("hidden,obs_dim,action_dim", [((5, 7), 3, 3), ((16, 9, 6), 11, 1), ((64,), 4, 5), ((4,), 3, 6)])
 def test_gradients_match_torch_other_shapes(discrete, hidden, obs_dim, action_dim):
-    """Widths that are not multiples of 4 (the kernels' unrolling), depth 1 and 3, a minibatch
-    gathered from a larger batch."""
+    """Widths that are not multiples of 4 (the kernels' unrolling), depth 1 and 3, more actions than
+    hidden units, a minibatch gathered from a larger batch."""
     loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=True, clip_vloss=True)
     model, flat, learner = make_pair(discrete, hidden, "tanh", obs_dim, action_dim, seed=3)
     big = make_batch(model, 100, seed=2)
