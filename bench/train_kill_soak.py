@@ -101,19 +101,19 @@ def _metrics_rows(run: Path) -> list[dict]:
 
 def _ckpt_info(run: Path) -> tuple[int, int, float] | None:
     """(iteration, global_step, mtime) of the run's checkpoint, or None."""
-    import torch
+    from fastsample.train import load_checkpoint
 
-    path = run / "checkpoints" / "latest.pt"
+    path = run / "checkpoints" / "latest.npz"
     if not path.exists():
         return None
     mtime = path.stat().st_mtime
-    d = torch.load(path, map_location="cpu", weights_only=False)
+    d = load_checkpoint(run)
     return int(d["runner"]["iteration"]), int(d["runner"]["global_step"]), mtime
 
 
 def _train_cmd(run: Path, layout: str, interval: float) -> list[str]:
     base = [sys.executable, "-m", "fastsample.cli", "train"]
-    if (run / "checkpoints" / "latest.pt").exists():
+    if (run / "checkpoints" / "latest.npz").exists():
         return base + ["--resume", str(run)]
     return base + ["--env", "CartPole-v1", "--total-steps", "1000000000", "--no-stop-when-solved", "--no-progress",
                    "--checkpoint-interval", str(interval), "--run-dir", str(run), "--overwrite", *LAYOUTS[layout]]
@@ -125,7 +125,7 @@ def run_cycle(i: int, run: Path, layout: str, rng: random.Random, args) -> dict:
     delay = rng.uniform(0.2, args.early_s) if early else rng.uniform(0.0, 3 * args.checkpoint_interval)
     before_shm = _shm()
     ckpt_before = _ckpt_info(run)
-    ckpt_path = run / "checkpoints" / "latest.pt"
+    ckpt_path = run / "checkpoints" / "latest.npz"
     t_start = time.time()
     proc = subprocess.Popen(_train_cmd(run, layout, args.checkpoint_interval), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -229,7 +229,9 @@ def check_run(run: Path, final: bool = False) -> list[str]:
 
 def finish_run(run: Path) -> dict:
     """Resume to completion (4 more updates), then evaluate the final model."""
-    import torch
+    import numpy as np
+
+    from fastsample.train import load_checkpoint
 
     info = _ckpt_info(run)
     if info is None:
@@ -242,8 +244,8 @@ def finish_run(run: Path) -> dict:
     if r.returncode != 0:
         problems.append(f"final resume failed (rc {r.returncode}): {r.stderr[-800:]}")
     problems += check_run(run, final=True)
-    d = torch.load(run / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False)
-    if not all(torch.isfinite(v).all() for v in d["runner"]["model"].values() if v.is_floating_point()):
+    d = load_checkpoint(run)
+    if not all(np.isfinite(v).all() for v in d["runner"]["model"].values() if v.dtype.kind == "f"):
         problems.append("non-finite model parameters")
     ev = subprocess.run([sys.executable, "-m", "fastsample.cli", "eval", str(run), "--episodes", "10"], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)

@@ -83,20 +83,22 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
+    from fastsample.checkpoint import CheckpointError
     from fastsample.train_config import ConfigError, TrainConfig, config_from_dict, make_config
 
     given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     try:
         if args.resume:
+            from fastsample.train import read_run_config
+
             path = Path(args.resume) / "config.json"
             if not path.exists():
                 print(f"fastsample train: error: --resume: {args.resume} is not a run directory (no config.json)",
                       file=sys.stderr)
                 return 2
-            values = json.loads(path.read_text())
+            values = read_run_config(args.resume)
             values.update(given)
             cfg = config_from_dict(values)
         else:
@@ -107,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
         from fastsample.train import Interrupted, train
 
         summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
-    except ConfigError as err:
+    except (ConfigError, CheckpointError) as err:
         print(f"fastsample train: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as err:
@@ -123,6 +125,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from fastsample.checkpoint import CheckpointError
     from fastsample.train import evaluate_run
 
     if args.episodes < 1:
@@ -131,7 +134,7 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         result = evaluate_run(args.run_dir, episodes=args.episodes, render=args.render, seed=args.seed,
                               device=args.device)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, CheckpointError) as err:
         print(f"fastsample eval: error: {err}", file=sys.stderr)
         return 2
     print(f"{result['env']}: greedy return {result['mean_return']:.1f} +- {result['std_return']:.1f} "

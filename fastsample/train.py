@@ -1,8 +1,10 @@
 """``train(cfg)``: run directory, metrics, evaluation, checkpoints, resume and Ctrl-C around a runner.
 
 A run directory holds ``config.json``, ``metrics.jsonl`` (one line per update), TensorBoard events
-(when ``tensorboard`` is installed), ``checkpoints/latest.pt`` (written to a temp file and
-``os.replace``-d, every ``--checkpoint-interval`` seconds and at the end) and ``summary.json``.
+(when ``tensorboard`` is installed), ``checkpoints/latest.npz`` (arrays + JSON metadata, no
+pickle: :mod:`fastsample.checkpoint`; written to a temp file, fsync-ed and ``os.replace``-d,
+every ``--checkpoint-interval`` seconds and at the end) and ``summary.json``. Reading a run
+directory (``--resume``, ``fastsample eval``) unpickles nothing.
 
 Timing: ``startup_s`` is everything before the first env step (imports, Numba JIT from cache,
 env and model construction, a torch warm-up pass); ``wall_s`` and ``solved_at_s`` count from the
@@ -24,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from fastsample.checkpoint import CheckpointError
 from fastsample.train_config import TrainConfig, config_from_dict, validate
 
-__all__ = ["train", "evaluate_run", "load_checkpoint", "Interrupted"]
+__all__ = ["train", "evaluate_run", "load_checkpoint", "read_run_config", "Interrupted", "CheckpointError"]
 
-CHECKPOINT = "checkpoints/latest.pt"
+CHECKPOINT = "checkpoints/latest.npz"
+LEGACY_CHECKPOINT = "checkpoints/latest.pt"  # torch.save (pickle) checkpoints: refused, never unpickled
 
 
 class Interrupted(Exception):
@@ -78,6 +82,8 @@ def _prepare_run_dir(cfg: TrainConfig, resume: str | Path | None, overwrite: boo
 
     if resume:
         run_dir = Path(resume)
+        if not (run_dir / CHECKPOINT).exists() and (run_dir / LEGACY_CHECKPOINT).exists():
+            raise ConfigError(_legacy_message(run_dir))
         if not (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"--resume {run_dir}: no checkpoint at {run_dir / CHECKPOINT} (the run stopped "
                               f"before its first checkpoint); start it again with --run-dir {run_dir} --overwrite")
@@ -104,27 +110,47 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
-    import torch
+def _legacy_message(run_dir: Path) -> str:
+    return (f"{run_dir / LEGACY_CHECKPOINT} is a checkpoint in the old torch.save (pickle) format, which is no "
+            f"longer read: loading a pickle can run arbitrary code. Checkpoints are now {CHECKPOINT} (arrays + "
+            f"JSON metadata); this run cannot be resumed or evaluated by this version (start it again)")
 
-    path = run_dir / CHECKPOINT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``run_dir/checkpoints/latest.npz`` atomically (:mod:`fastsample.checkpoint`)."""
+    from fastsample import checkpoint
+
+    return checkpoint.save(Path(run_dir) / CHECKPOINT, state)
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    import torch
+    """A run's latest checkpoint as plain data and numpy arrays (no torch needed, nothing
+    unpickled; :func:`fastsample.checkpoint.to_torch` converts the torch parts). An old ``.pt``
+    checkpoint or any file not in the format raises :class:`CheckpointError`."""
+    from fastsample import checkpoint
 
-    path = Path(run_dir) / CHECKPOINT
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
     if not path.exists():
+        if (run_dir / LEGACY_CHECKPOINT).exists():
+            raise CheckpointError(_legacy_message(run_dir))
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return checkpoint.load(path)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's ``config.json`` as a dict (JSON only: anything else is refused with
+    :class:`CheckpointError`); :class:`FileNotFoundError` when there is none."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    try:
+        values = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a JSON config ({type(err).__name__}); refused") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} is not a JSON object; refused")
+    return values
 
 
 class _Metrics:
@@ -421,16 +447,15 @@ def evaluate_run(run_dir: str | Path, episodes: int = 20, render: str | None = N
 
     from fastsample.runners.common import Evaluator, Normalizer, make_model, resolve_device
 
+    from fastsample.checkpoint import model_state_dict
+
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    cfg = config_from_dict(json.loads(cfg_path.read_text()))
+    cfg = config_from_dict(read_run_config(run_dir))
     ckpt = load_checkpoint(run_dir)
     dev = resolve_device(device)
     evaluator = Evaluator(cfg.env, episodes, seed=seed, render=bool(render))
     model = make_model(cfg, evaluator.env.single_observation_space, evaluator.action_space).to(dev)
-    model.load_state_dict(ckpt["runner"]["model"])
+    model.load_state_dict(model_state_dict(ckpt))
     norm = Normalizer(evaluator.env.single_observation_space.shape, 1, cfg)
     norm.load_state_dict(ckpt["runner"]["normalizer"])
     frames: list | None = [] if render else None

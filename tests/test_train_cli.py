@@ -77,7 +77,7 @@ def test_ctrl_c_saves_checkpoint_and_exits(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert (run / "checkpoints" / "latest.pt").exists()
+    assert (run / "checkpoints" / "latest.npz").exists()
     assert json.loads((run / "summary.json").read_text())["interrupted"]
     psutil.wait_procs(children, timeout=5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
@@ -88,13 +88,13 @@ def test_sigkill_then_resume(tmp_path):
     run = tmp_path / "run"
     proc = _spawn(["--env", "CartPole-v1", "--total-steps", "100000000", "--no-stop-when-solved", "--no-progress",
                    "--checkpoint-interval", "0.3", "--run-dir", str(run)])
-    _wait_for(run / "checkpoints" / "latest.pt", proc)
+    _wait_for(run / "checkpoints" / "latest.npz", proc)
     time.sleep(0.5)
     proc.kill()
     proc.wait(10)
-    import torch
+    from fastsample.train import load_checkpoint as _load_ckpt
 
-    step = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)["runner"]["global_step"]
+    step = _load_ckpt(run)["runner"]["global_step"]
     assert step > 0
     rc = main(["train", "--resume", str(run), "--total-steps", str(step + 2048), "--no-progress"])
     assert rc == 0

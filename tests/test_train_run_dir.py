@@ -26,7 +26,7 @@ def _cfg(run_dir="", **over):
 
 def _files(run):
     return {p: (run / p).read_bytes() for p in ("config.json", "metrics.jsonl", "summary.json",
-                                                  "checkpoints/latest.pt")}
+                                                  "checkpoints/latest.npz")}
 
 
 def test_existing_run_dir_is_refused_without_overwrite(tmp_path, capsys):
@@ -52,7 +52,7 @@ def test_empty_existing_run_dir_is_used(tmp_path):
     run = tmp_path / "empty"
     run.mkdir()
     s = train(_cfg(run), quiet=True)
-    assert s["steps"] == 512 * 4 and (run / "checkpoints" / "latest.pt").exists()
+    assert s["steps"] == 512 * 4 and (run / "checkpoints" / "latest.npz").exists()
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_default_run_dirs_started_in_the_same_second_differ(tmp_path, monkeypatc
 def test_metrics_up_to_the_checkpoint_survive_sigkill(tmp_path):
     """metrics.jsonl is flushed when a checkpoint is written: after SIGKILL every update up to
     the checkpoint has its line, and the resumed run's lines continue without a gap."""
-    import torch
+    from fastsample.train import load_checkpoint as _load_ckpt
 
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "fastsample.cli", "train", "--env", "CartPole-v1",
@@ -86,7 +86,7 @@ def test_metrics_up_to_the_checkpoint_survive_sigkill(tmp_path):
                              "--no-progress", "--checkpoint-interval", "0.5", "--run-dir", str(run)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        ckpt = run / "checkpoints" / "latest.pt"
+        ckpt = run / "checkpoints" / "latest.npz"
         t0 = time.monotonic()
         while not ckpt.exists():
             assert proc.poll() is None, proc.communicate()
@@ -96,7 +96,7 @@ def test_metrics_up_to_the_checkpoint_survive_sigkill(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
-    it = torch.load(ckpt, weights_only=False)["runner"]["iteration"]
+    it = _load_ckpt(run)["runner"]["iteration"]
     assert it > 0
     rows = []
     for line in open(run / "metrics.jsonl"):
@@ -106,7 +106,7 @@ def test_metrics_up_to_the_checkpoint_survive_sigkill(tmp_path):
             pass
     done = [r["iteration"] for r in rows if r["iteration"] <= it]
     assert done == list(range(1, it + 1)), f"checkpoint at update {it}, metrics lines for {len(done)} updates"
-    step = torch.load(ckpt, weights_only=False)["runner"]["global_step"]
+    step = _load_ckpt(run)["runner"]["global_step"]
     assert main(["train", "--resume", str(run), "--total-steps", str(step + 1024), "--no-progress"]) == 0
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [r["iteration"] for r in rows] == list(range(1, len(rows) + 1))

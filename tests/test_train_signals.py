@@ -26,7 +26,7 @@ def _spawn(run, *args):
 
 
 def _wait_training(run, proc, timeout=60):
-    ckpt = run / "checkpoints" / "latest.pt"
+    ckpt = run / "checkpoints" / "latest.npz"
     t0 = time.monotonic()
     while not ckpt.exists():
         assert proc.poll() is None, proc.communicate()
@@ -89,9 +89,9 @@ def test_sigterm_to_process_group_checkpoints_and_exits_cleanly(tmp_path, mode):
         assert "Traceback" not in err and "stopped by SIGTERM" in err, err
         summary = json.loads((run / "summary.json").read_text())
         assert summary["interrupted"] and summary["signal"] == "SIGTERM"
-        import torch
+        from fastsample.train import load_checkpoint as _load_ckpt
 
-        ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=False)
+        ckpt = _load_ckpt(run)
         assert ckpt["runner"]["global_step"] == summary["steps"] > 0
         psutil.wait_procs(children, timeout=5)
         assert not _alive(children)
@@ -142,7 +142,7 @@ def test_sigterm_during_async_start_up_stops_cleanly(tmp_path):
         assert proc.returncode == 128 + signal.SIGTERM, err
         assert "Traceback" not in err, err
         assert json.loads((run / "summary.json").read_text())["interrupted"]
-        assert (run / "checkpoints" / "latest.pt").exists()
+        assert (run / "checkpoints" / "latest.npz").exists()
         psutil.wait_procs(children, timeout=5)
         assert not _alive(children)
         assert not leaked_shm(before, [proc.pid, *(c.pid for c in children)])

@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from fastsample.checkpoint import to_torch
 from fastsample.learning.ppo import compute_gae, ppo_update, vtrace
 from fastsample.runners.common import Normalizer, make_model, spaces_of
 from fastsample.sampling.sampler import sampler_main
@@ -240,6 +241,10 @@ class AsyncRunner:
                 "lag_hist": dict(self.lag_hist), "slots_dropped": self.slots_dropped}
 
     def load_state_dict(self, d: dict[str, Any]) -> bool:
+        d = dict(d)  # a loaded checkpoint holds numpy arrays: torch's parts become tensors
+        for key in ("model", "optimizer", "generator", "half_generators", "torch_rng"):
+            if key in d:
+                d[key] = to_torch(d[key])
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.generator.set_state(d["generator"])

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from fastsample.checkpoint import to_torch
 from fastsample.learning.ppo import compute_gae, ppo_update
 from fastsample.runners.common import Normalizer, env_restore, env_snapshot, make_model, make_train_env
 from fastsample.train_config import TrainConfig
@@ -274,6 +275,10 @@ class SyncRunner:
     def load_state_dict(self, d: dict[str, Any]) -> bool:
         """Restore; returns whether the env state was restored exactly (in-process kernels) or
         the envs restarted from fresh episodes (worker processes, gymnasium envs)."""
+        d = dict(d)  # a loaded checkpoint holds numpy arrays: torch's parts become tensors
+        for key in ("model", "optimizer", "generator", "half_generators", "torch_rng"):
+            if key in d:
+                d[key] = to_torch(d[key])
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.generator.set_state(d["generator"])
