@@ -107,11 +107,31 @@ FISH = EB + 1 + EB_CAP * EB_NF
 SUB = FISH + 1 + FISH_CAP * FISH_NF
 DIV = SUB + 1 + SUB_CAP * SUB_NF
 STATE_DIM = DIV + 1 + DIV_CAP * DIV_NF
+# first row of each field of each list
+DIV_D = DIV + 1 + D * DIV_CAP
+DIV_T = DIV + 1 + T * DIV_CAP
+DIV_X = DIV + 1 + X * DIV_CAP
+DIV_Y = DIV + 1 + Y * DIV_CAP
+EB_D = EB + 1 + D * EB_CAP
+EB_X = EB + 1 + X * EB_CAP
+EB_Y = EB + 1 + Y * EB_CAP
+FB_D = FB + 1 + D * FB_CAP
+FB_X = FB + 1 + X * FB_CAP
+FB_Y = FB + 1 + Y * FB_CAP
+FISH_D = FISH + 1 + D * FISH_CAP
+FISH_T = FISH + 1 + T * FISH_CAP
+FISH_X = FISH + 1 + X * FISH_CAP
+FISH_Y = FISH + 1 + Y * FISH_CAP
+SUB_D = SUB + 1 + D * SUB_CAP
+SUB_SHOT = SUB + 1 + SHOT * SUB_CAP
+SUB_T = SUB + 1 + T * SUB_CAP
+SUB_X = SUB + 1 + X * SUB_CAP
+SUB_Y = SUB + 1 + Y * SUB_CAP
 
 
-@njit(cache=True, inline="always")
-def _row(base, cap, f, k):
-    return base + 1 + f * cap + k
+# Numba types a module constant passed as an argument as a literal and compiles a helper
+# once per literal; wrapped in U (a plain int64) every list shares one compiled helper.
+U = np.int64
 
 
 @njit(cache=True)
@@ -144,7 +164,8 @@ def _remove(state, i, base, cap, nf, pos):
 
 @njit(cache=True)
 def _append(state, i, base, cap, x, y, d, t, s):
-    """``list.append([x, y, d, t, s][:nf])`` (fields beyond the list's are ignored)."""
+    """``list.append([x, y, d, t, s][:nf])`` (fields beyond the list's are ignored). Every
+    value is a float64 at every call site, so this compiles once."""
     n = np.int64(state[base, i])
     if n >= cap:
         return
@@ -187,11 +208,11 @@ def _write_obs(i, state, obs):
     for base, cap, ch in ((FB, FB_CAP, 2), (EB, EB_CAP, 4), (FISH, FISH_CAP, 5), (SUB, SUB_CAP, 6),
                           (DIV, DIV_CAP, 9)):
         for k in range(np.int64(state[base, i])):
-            x = np.int64(state[_row(base, cap, X, k), i])
-            y = np.int64(state[_row(base, cap, Y, k), i])
+            x = np.int64(state[base + 1 + X * cap + k, i])
+            y = np.int64(state[base + 1 + Y * cap + k, i])
             obs[i, y, x, ch] = True
             if ch >= 5:
-                back = x - 1 if state[_row(base, cap, D, k), i] != 0.0 else x + 1
+                back = x - 1 if state[base + 1 + D * cap + k, i] != 0.0 else x + 1
                 if 0 <= back <= 9:
                     obs[i, y, back, 3] = True
 
@@ -219,18 +240,18 @@ def _reset_env(i, state, rng, params, obs, tape):
 def _spawn_enemy(i, state, rng, tape):
     right = C.draw_double(rng, i, tape) < 0.5
     is_sub = C.draw_double(rng, i, tape) < 1.0 / 3.0
-    y = 1 + C.draw_int(rng, i, 8, tape)
+    y = float(1 + C.draw_int(rng, i, 8, tape))
     d = 1.0 if right else 0.0
     for base, cap in ((SUB, SUB_CAP), (FISH, FISH_CAP)):
         for k in range(np.int64(state[base, i])):
-            if state[_row(base, cap, Y, k), i] == y and state[_row(base, cap, D, k), i] != d:
+            if state[base + 1 + Y * cap + k, i] == y and state[base + 1 + D * cap + k, i] != d:
                 return
-    x = 0 if right else 9
+    x = 0.0 if right else 9.0
     speed = state[S_MOVE_SPEED, i]
     if is_sub:
-        _append(state, i, SUB, SUB_CAP, x, y, d, speed, ENEMY_SHOT_INTERVAL)
+        _append(state, i, U(SUB), U(SUB_CAP), x, y, d, speed, float(ENEMY_SHOT_INTERVAL))
     else:
-        _append(state, i, FISH, FISH_CAP, x, y, d, speed, 0)
+        _append(state, i, U(FISH), U(FISH_CAP), x, y, d, speed, 0.0)
 
 
 @njit(cache=True)
@@ -244,13 +265,14 @@ def _step_env(i, action, state, rng, params, obs, tape):
     if state[S_D_SPAWN_TIMER, i] == 0:
         right = C.draw_double(rng, i, tape) < 0.5
         y = 1 + C.draw_int(rng, i, 8, tape)
-        _append(state, i, DIV, DIV_CAP, 0 if right else 9, y, 1.0 if right else 0.0, DIVER_MOVE_INTERVAL, 0)
+        _append(state, i, U(DIV), U(DIV_CAP), 0.0 if right else 9.0, float(y), 1.0 if right else 0.0,
+                float(DIVER_MOVE_INTERVAL), 0.0)
         state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
 
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
     if a == C.FIRE and state[S_SHOT_TIMER, i] == 0:
-        _append(state, i, FB, FB_CAP, sx, sy, state[S_OR, i], 0, 0)
+        _append(state, i, U(FB), U(FB_CAP), float(sx), float(sy), state[S_OR, i], 0.0, 0.0)
         state[S_SHOT_TIMER, i] = SHOT_COOL_DOWN
     elif a == C.LEFT:
         sx = max(0, sx - 1)
@@ -270,22 +292,22 @@ def _step_env(i, action, state, rng, params, obs, tape):
     while 0 <= it < np.int64(state[FB, i]):
         pos = it
         it -= 1
-        x = state[_row(FB, FB_CAP, X, pos), i] + (1 if state[_row(FB, FB_CAP, D, pos), i] != 0.0 else -1)
-        state[_row(FB, FB_CAP, X, pos), i] = x
-        y = state[_row(FB, FB_CAP, Y, pos), i]
+        x = state[FB_X + pos, i] + (1 if state[FB_D + pos, i] != 0.0 else -1)
+        state[FB_X + pos, i] = x
+        y = state[FB_Y + pos, i]
         if x < 0 or x > 9:
-            _remove(state, i, FB, FB_CAP, FB_NF, pos)
+            _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
         else:
-            k = _first_at(state, i, FISH, FISH_CAP, x, y)
+            k = _first_at(state, i, U(FISH), U(FISH_CAP), x, y)
             if k >= 0:
-                _remove(state, i, FISH, FISH_CAP, FISH_NF, k)
-                _remove(state, i, FB, FB_CAP, FB_NF, pos)
+                _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), k)
+                _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
                 reward += 1.0
             else:
-                k = _first_at(state, i, SUB, SUB_CAP, x, y)
+                k = _first_at(state, i, U(SUB), U(SUB_CAP), x, y)
                 if k >= 0:
-                    _remove(state, i, SUB, SUB_CAP, SUB_NF, k)
-                    _remove(state, i, FB, FB_CAP, FB_NF, pos)
+                    _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), k)
+                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
                     reward += 1.0
 
     # divers
@@ -294,22 +316,22 @@ def _step_env(i, action, state, rng, params, obs, tape):
     while 0 <= it < np.int64(state[DIV, i]):
         pos = it
         it -= 1
-        x = state[_row(DIV, DIV_CAP, X, pos), i]
-        y = state[_row(DIV, DIV_CAP, Y, pos), i]
+        x = state[DIV_X + pos, i]
+        y = state[DIV_Y + pos, i]
         if x == sx and y == sy and divers < 6:
-            _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+            _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
             divers += 1
-        elif state[_row(DIV, DIV_CAP, T, pos), i] == 0:
-            state[_row(DIV, DIV_CAP, T, pos), i] = DIVER_MOVE_INTERVAL
-            x += 1 if state[_row(DIV, DIV_CAP, D, pos), i] != 0.0 else -1
-            state[_row(DIV, DIV_CAP, X, pos), i] = x
+        elif state[DIV_T + pos, i] == 0:
+            state[DIV_T + pos, i] = DIVER_MOVE_INTERVAL
+            x += 1 if state[DIV_D + pos, i] != 0.0 else -1
+            state[DIV_X + pos, i] = x
             if x < 0 or x > 9:
-                _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+                _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
             elif x == sx and y == sy and divers < 6:
-                _remove(state, i, DIV, DIV_CAP, DIV_NF, pos)
+                _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
                 divers += 1
         else:
-            state[_row(DIV, DIV_CAP, T, pos), i] -= 1
+            state[DIV_T + pos, i] -= 1
     state[S_DIVERS, i] = divers
 
     # enemy subs
@@ -318,50 +340,50 @@ def _step_env(i, action, state, rng, params, obs, tape):
     while 0 <= it < np.int64(state[SUB, i]):
         pos = it  # where this sub is in the list, -1 once removed
         it -= 1
-        x = state[_row(SUB, SUB_CAP, X, pos), i]
-        y = state[_row(SUB, SUB_CAP, Y, pos), i]
-        d = state[_row(SUB, SUB_CAP, D, pos), i]
-        shot = state[_row(SUB, SUB_CAP, SHOT, pos), i]
+        x = state[SUB_X + pos, i]
+        y = state[SUB_Y + pos, i]
+        d = state[SUB_D + pos, i]
+        shot = state[SUB_SHOT + pos, i]
         if x == sx and y == sy:
             terminal = True
-        if state[_row(SUB, SUB_CAP, T, pos), i] == 0:
-            state[_row(SUB, SUB_CAP, T, pos), i] = move_speed
+        if state[SUB_T + pos, i] == 0:
+            state[SUB_T + pos, i] = move_speed
             x += 1 if d != 0.0 else -1
-            state[_row(SUB, SUB_CAP, X, pos), i] = x
+            state[SUB_X + pos, i] = x
             if x < 0 or x > 9:
-                j = _remove(state, i, SUB, SUB_CAP, SUB_NF, pos)
+                j = _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), pos)
                 pos = -1 if j == pos else pos - 1
             elif x == sx and y == sy:
                 terminal = True
             else:
-                k = _first_at(state, i, FB, FB_CAP, x, y)
+                k = _first_at(state, i, U(FB), U(FB_CAP), x, y)
                 if k >= 0:
-                    j = _remove(state, i, SUB, SUB_CAP, SUB_NF, pos)
+                    j = _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), pos)
                     pos = -1 if j == pos else pos - 1
-                    _remove(state, i, FB, FB_CAP, FB_NF, k)
+                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), k)
                     reward += 1.0
         else:
-            state[_row(SUB, SUB_CAP, T, pos), i] -= 1
+            state[SUB_T + pos, i] -= 1
         if shot == 0:
             if pos >= 0:
-                state[_row(SUB, SUB_CAP, SHOT, pos), i] = ENEMY_SHOT_INTERVAL
-            _append(state, i, EB, EB_CAP, x, y, d, 0, 0)
+                state[SUB_SHOT + pos, i] = ENEMY_SHOT_INTERVAL
+            _append(state, i, U(EB), U(EB_CAP), x, y, d, 0.0, 0.0)
         elif pos >= 0:
-            state[_row(SUB, SUB_CAP, SHOT, pos), i] = shot - 1
+            state[SUB_SHOT + pos, i] = shot - 1
 
     # enemy bullets
     it = np.int64(state[EB, i]) - 1
     while 0 <= it < np.int64(state[EB, i]):
         pos = it
         it -= 1
-        x = state[_row(EB, EB_CAP, X, pos), i]
-        y = state[_row(EB, EB_CAP, Y, pos), i]
+        x = state[EB_X + pos, i]
+        y = state[EB_Y + pos, i]
         if x == sx and y == sy:
             terminal = True
-        x += 1 if state[_row(EB, EB_CAP, D, pos), i] != 0.0 else -1
-        state[_row(EB, EB_CAP, X, pos), i] = x
+        x += 1 if state[EB_D + pos, i] != 0.0 else -1
+        state[EB_X + pos, i] = x
         if x < 0 or x > 9:
-            _remove(state, i, EB, EB_CAP, EB_NF, pos)
+            _remove(state, i, U(EB), U(EB_CAP), U(EB_NF), pos)
         elif x == sx and y == sy:
             terminal = True
 
@@ -370,26 +392,26 @@ def _step_env(i, action, state, rng, params, obs, tape):
     while 0 <= it < np.int64(state[FISH, i]):
         pos = it
         it -= 1
-        x = state[_row(FISH, FISH_CAP, X, pos), i]
-        y = state[_row(FISH, FISH_CAP, Y, pos), i]
+        x = state[FISH_X + pos, i]
+        y = state[FISH_Y + pos, i]
         if x == sx and y == sy:
             terminal = True
-        if state[_row(FISH, FISH_CAP, T, pos), i] == 0:
-            state[_row(FISH, FISH_CAP, T, pos), i] = move_speed
-            x += 1 if state[_row(FISH, FISH_CAP, D, pos), i] != 0.0 else -1
-            state[_row(FISH, FISH_CAP, X, pos), i] = x
+        if state[FISH_T + pos, i] == 0:
+            state[FISH_T + pos, i] = move_speed
+            x += 1 if state[FISH_D + pos, i] != 0.0 else -1
+            state[FISH_X + pos, i] = x
             if x < 0 or x > 9:
-                _remove(state, i, FISH, FISH_CAP, FISH_NF, pos)
+                _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), pos)
             elif x == sx and y == sy:
                 terminal = True
             else:
-                k = _first_at(state, i, FB, FB_CAP, x, y)
+                k = _first_at(state, i, U(FB), U(FB_CAP), x, y)
                 if k >= 0:
-                    _remove(state, i, FISH, FISH_CAP, FISH_NF, pos)
-                    _remove(state, i, FB, FB_CAP, FB_NF, k)
+                    _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), pos)
+                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), k)
                     reward += 1.0
         else:
-            state[_row(FISH, FISH_CAP, T, pos), i] -= 1
+            state[FISH_T + pos, i] -= 1
 
     # timers, oxygen, surfacing
     for row in (S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_SHOT_TIMER):
