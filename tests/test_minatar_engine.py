@@ -4,7 +4,7 @@ exactly what the in-process env returns, in every autoreset mode."""
 import pytest
 
 import fastsample
-from tests.minatar_support import MODES, compare_runs
+from tests.support import MODES, compare_runs
 
 IDS = ["MinAtar-Breakout-v1", "MinAtar-Freeway-v1", "MinAtar-SpaceInvaders-v1", "MinAtar-Asterix-v1",
        "MinAtar-Seaquest-v1"]
