@@ -410,6 +410,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     steps_run = runner.global_step
     summary = {
         "env": cfg.env, "seed": cfg.seed, "mode": cfg.mode, "device": str(device),
+        "backend": getattr(runner, "backend", "torch"),
         "steps": steps_run, "iterations": runner.iteration,
         "wall_s": round(wall_s, 4), "startup_s": round(prog["startup_s"], 4),
         "sps": round(steps_run / wall_s, 1) if wall_s > 0 else None,

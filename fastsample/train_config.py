@@ -41,6 +41,8 @@ class TrainConfig:
     """run directory (default runs/<env>__<seed>__<time>)"""
     torch_threads: int = 1
     """torch intra-op threads of the learner (0: torch's default)"""
+    backend: str = "auto"
+    """learner of the PPO update: torch; compiled (Numba kernels, fastsample.learning.compiled: MLP policies on the CPU, --mode sync; rollout inference stays torch); auto (torch for now)"""
 
     # -- sampling --------------------------------------------------------------------------
     num_envs: int = 64
@@ -227,6 +229,12 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.async_slots >= 0, "async_slots", "must be >= 0")
     need(cfg.max_policy_lag >= 0, "max_policy_lag", "must be >= 0")
     need(cfg.mode in ("sync", "async"), "mode", "must be sync or async")
+    need(cfg.backend in ("auto", "torch", "compiled"), "backend", "must be auto, torch or compiled")
+    if cfg.backend == "compiled" and cfg.mode != "sync":
+        raise ConfigError("--backend compiled runs with --mode sync (the async learner is torch's); "
+                          "use --backend torch or auto with --mode async")
+    if cfg.backend == "compiled" and cfg.device.startswith("cuda"):
+        raise ConfigError(f"--backend compiled runs on the CPU, not --device {cfg.device}")
     need(cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be auto, cpu or cuda")
     need(cfg.activation in ("tanh", "relu"), "activation", "must be tanh or relu")
     need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0, "learning_rate", "must be > 0")

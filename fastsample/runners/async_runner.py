@@ -34,7 +34,7 @@ import torch
 
 from fastsample.checkpoint import to_torch
 from fastsample.learning.ppo import compute_gae, ppo_update, vtrace
-from fastsample.runners.common import Normalizer, make_model, spaces_of
+from fastsample.runners.common import Normalizer, adam_state, load_adam_state, make_model, spaces_of
 from fastsample.sampling.sampler import sampler_main
 from fastsample.sampling.slots import Control, SharedWeights, TrajectorySlots
 from fastsample.train_config import TrainConfig
@@ -234,7 +234,7 @@ class AsyncRunner:
                 **vars(stats)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"backend": "torch", "model": self.model.state_dict(), "adam": adam_state(self.optimizer, self.flat),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "normalizer": self.normalizer.state_dict(),
                 "global_step": self.global_step, "iteration": self.iteration, "env": None,
@@ -242,11 +242,11 @@ class AsyncRunner:
 
     def load_state_dict(self, d: dict[str, Any]) -> bool:
         d = dict(d)  # a loaded checkpoint holds numpy arrays: torch's parts become tensors
-        for key in ("model", "optimizer", "generator", "half_generators", "torch_rng"):
+        for key in ("model", "generator", "torch_rng"):
             if key in d:
                 d[key] = to_torch(d[key])
         self.model.load_state_dict(d["model"])
-        self.optimizer.load_state_dict(d["optimizer"])
+        load_adam_state(self.optimizer, self.flat, d["adam"])
         self.generator.set_state(d["generator"])
         torch.set_rng_state(d["torch_rng"])
         np.random.set_state(d["numpy_rng"])

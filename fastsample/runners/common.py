@@ -15,7 +15,7 @@ from fastsample.learning.ppo import ActorCritic, RunningMeanStd
 from fastsample.train_config import ConfigError, TrainConfig, parse_hidden
 
 __all__ = ["resolve_env", "make_train_env", "make_model", "Normalizer", "Evaluator", "resolve_device",
-           "env_snapshot", "env_restore", "target_return_for"]
+           "resolve_backend", "env_snapshot", "env_restore", "target_return_for", "adam_state", "load_adam_state"]
 
 
 def tune_malloc() -> bool:
@@ -114,6 +114,47 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda: CUDA is not available (use --device cpu or auto)")
     return torch.device(name)
+
+
+def resolve_backend(cfg: TrainConfig, device: torch.device) -> str:
+    """The learner backend that runs: ``torch`` or ``compiled``. ``auto`` is torch for now (the
+    compiled learner is opt-in with ``--backend compiled``: MLP policies, CPU, ``--mode sync``)."""
+    if cfg.backend == "compiled":
+        if device.type != "cpu":
+            raise ConfigError(f"--backend compiled runs on the CPU, not on {device} (pass --device cpu)")
+        if cfg.mode != "sync":
+            raise ConfigError("--backend compiled runs with --mode sync")
+        return "compiled"
+    return "torch"
+
+
+def adam_state(optimizer: torch.optim.Optimizer, flat: torch.Tensor) -> dict[str, Any]:
+    """A torch Adam's state over the one flat parameter, in the checkpoint's backend-neutral
+    form: ``{"step": int, "lr": float, "exp_avg": float32 array, "exp_avg_sq": float32 array}``
+    (the compiled learner writes the same)."""
+    st = optimizer.state.get(flat, {})
+    n = flat.numel()
+    if "exp_avg" in st:
+        exp_avg, exp_avg_sq = st["exp_avg"].detach().cpu().numpy().copy(), st["exp_avg_sq"].detach().cpu().numpy().copy()
+        step = int(float(st["step"]))
+    else:
+        exp_avg, exp_avg_sq, step = np.zeros(n, np.float32), np.zeros(n, np.float32), 0
+    return {"step": step, "lr": float(optimizer.param_groups[0]["lr"]), "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+
+
+def load_adam_state(optimizer: torch.optim.Optimizer, flat: torch.Tensor, d: dict[str, Any]) -> None:
+    """Restore :func:`adam_state` (through ``optimizer.load_state_dict``, as torch would)."""
+    sd = optimizer.state_dict()
+    n = flat.numel()
+    exp_avg, exp_avg_sq = np.asarray(d["exp_avg"], np.float32), np.asarray(d["exp_avg_sq"], np.float32)
+    if exp_avg.shape != (n,) or exp_avg_sq.shape != (n,):
+        raise ConfigError(f"checkpoint: Adam state of {exp_avg.shape} values, the model has {n} parameters")
+    step = int(d["step"])
+    sd["state"] = {} if step == 0 else {sd["param_groups"][0]["params"][0]: {
+        "step": torch.tensor(float(step), dtype=torch.float32), "exp_avg": torch.from_numpy(exp_avg.copy()),
+        "exp_avg_sq": torch.from_numpy(exp_avg_sq.copy())}}
+    sd["param_groups"][0]["lr"] = float(d["lr"])
+    optimizer.load_state_dict(sd)
 
 
 def target_return_for(cfg: TrainConfig) -> float:

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from fastsample.checkpoint import to_torch
-from fastsample.learning.ppo import compute_gae, ppo_update
-from fastsample.runners.common import Normalizer, env_restore, env_snapshot, make_model, make_train_env
+from fastsample.learning.ppo import PPOStats, compute_gae, ppo_update
+from fastsample.runners.common import (Normalizer, adam_state, env_restore, env_snapshot, load_adam_state,
+                                       make_model, make_train_env, resolve_backend)
 from fastsample.train_config import TrainConfig
 
 __all__ = ["SyncRunner"]
@@ -34,7 +35,19 @@ class SyncRunner:
         self.obs_space, self.act_space = env.single_observation_space, env.single_action_space
         self.box = isinstance(self.act_space, gym.spaces.Box)
         self.model = make_model(cfg, self.obs_space, self.act_space).to(device)
-        self.optimizer = torch.optim.Adam([self.model.flat_parameters()], lr=cfg.learning_rate, eps=1e-5)
+        self.flat = self.model.flat_parameters()
+        self.optimizer = torch.optim.Adam([self.flat], lr=cfg.learning_rate, eps=1e-5)
+        # --backend compiled: the update runs in fastsample.learning.compiled on a copy of the
+        # weights (the same flat layout), copied back into the torch model after each update;
+        # the rollout's inference and the evaluations stay torch's
+        self.backend = resolve_backend(cfg, device)
+        self.learner = None
+        if self.backend == "compiled":
+            from fastsample.learning.compiled import CompiledPPOLearner
+
+            self.learner = CompiledPPOLearner.from_config(cfg, self.obs_space, self.act_space)
+            self.learner.params[:] = self.flat.detach().cpu().numpy()  # torch's initialisation
+            self.np_rng = np.random.default_rng(cfg.seed)  # the compiled learner's minibatch shuffles
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(cfg.seed)
         self.half_generators = []  # --double-buffer: one action generator per half
@@ -96,6 +109,8 @@ class SyncRunner:
         if cfg.anneal_lr:
             frac = max(0.0, 1.0 - self.global_step / cfg.total_steps)
             self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+            if self.learner is not None:
+                self.learner.learning_rate = frac * cfg.learning_rate
         finished_returns: list[np.ndarray] = []
         finished_lengths: list[np.ndarray] = []
         t0 = time.perf_counter()
@@ -111,6 +126,8 @@ class SyncRunner:
                 # are those of the last completed update; so must the normalisation statistics be
                 self.normalizer.load_state_dict(norm_before)
                 raise
+            if self.learner is not None:
+                return self._compiled_update(last_value, t0, finished_returns, finished_lengths)
             buf["rewards"].copy_(torch.from_numpy(self.rewards_np))
             buf["dones"].copy_(torch.from_numpy(self.dones_np))
             advantages, returns = compute_gae(buf["rewards"], buf["values"], buf["dones"], last_value,
@@ -124,13 +141,70 @@ class SyncRunner:
                            ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv,
                            clip_vloss=cfg.clip_vloss, target_kl=cfg.target_kl, generator=self.generator)
         t2 = time.perf_counter()
+        return self._finish(stats, t0, t1, t2, finished_returns, finished_lengths)
+
+    def _finish(self, stats, t0, t1, t2, finished_returns, finished_lengths) -> dict[str, Any]:
+        T, N = self.cfg.num_steps, self.cfg.num_envs
         self.global_step += T * N
         self.iteration += 1
         rets = np.concatenate(finished_returns) if finished_returns else np.zeros(0)
         lens = np.concatenate(finished_lengths) if finished_lengths else np.zeros(0, np.int64)
+        lr = self.learner.learning_rate if self.learner is not None else self.optimizer.param_groups[0]["lr"]
         return {"steps": T * N, "episode_returns": rets, "episode_lengths": lens, "policy_lag": 0.0,
-                "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": self.optimizer.param_groups[0]["lr"],
+                "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": lr,
                 **{k: v for k, v in vars(stats).items()}}
+
+    def _compiled_update(self, last_value, t0, finished_returns, finished_lengths) -> dict[str, Any]:
+        """GAE and the PPO epochs in fastsample.learning.compiled on numpy views of the rollout
+        buffers (CPU), then the new weights into the torch model."""
+        from fastsample.learning import compiled
+
+        cfg, buf = self.cfg, self.buf
+        T, N = cfg.num_steps, cfg.num_envs
+        values = buf["values"].numpy()
+        advantages, returns = compiled.compute_gae(self.rewards_np, values, self.dones_np,
+                                                   np.ascontiguousarray(last_value.numpy(), np.float32),
+                                                   cfg.gamma, cfg.gae_lambda)
+        t1 = time.perf_counter()
+        actions = buf["actions"].numpy()
+        batch = {"obs": buf["obs"].numpy().reshape(T * N, self.obs_dim),
+                 "actions": actions.reshape(T * N, *actions.shape[2:]),
+                 "logprobs": buf["logprobs"].numpy().reshape(-1), "values": values.reshape(-1),
+                 "advantages": advantages.reshape(-1), "returns": returns.reshape(-1)}
+        stats = self._compiled_epochs(batch)
+        with torch.no_grad():
+            self.flat.copy_(torch.from_numpy(self.learner.params))
+        t2 = time.perf_counter()
+        return self._finish(stats, t0, t1, t2, finished_returns, finished_lengths)
+
+    def _compiled_epochs(self, batch: dict[str, np.ndarray]) -> PPOStats:
+        """``update_epochs`` epochs of shuffled minibatches through the compiled learner (as
+        ``ppo_update``); each epoch's order is a fresh ``permutation`` from ``np_rng``, so the
+        shuffles depend on that generator's state alone (what a checkpoint holds)."""
+        cfg, learner = self.cfg, self.learner
+        n = batch["obs"].shape[0]
+        mb = n // cfg.num_minibatches
+        sums = np.zeros(6, np.float64)
+        count = 0
+        stats = PPOStats()
+        for epoch in range(cfg.update_epochs):
+            perm = self.np_rng.permutation(n).astype(np.int64, copy=False)
+            stop = False
+            for start in range(0, n, mb):
+                s = learner.minibatch_update(batch["obs"], batch["actions"], batch["logprobs"], batch["advantages"],
+                                             batch["returns"], batch["values"], perm[start:start + mb])
+                sums += s
+                count += 1
+                if cfg.target_kl and s[3] > cfg.target_kl:  # approx_kl
+                    stop = True
+                    break
+            stats.epochs = epoch + 1
+            if stop:
+                break
+        if count:
+            (stats.policy_loss, stats.value_loss, stats.entropy, stats.approx_kl, stats.clipfrac,
+             stats.grad_norm) = (float(v) for v in sums / count)
+        return stats
 
     # -- rollouts ----------------------------------------------------------------------------
 
@@ -256,9 +330,17 @@ class SyncRunner:
     # -- checkpoints -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        if self.learner is not None:
+            lr = self.learner
+            adam = {"step": int(lr.step_count), "lr": lr.learning_rate, "exp_avg": lr.exp_avg.copy(),
+                    "exp_avg_sq": lr.exp_avg_sq.copy()}
+        else:
+            adam = adam_state(self.optimizer, self.flat)
         return {
+            "backend": self.backend,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "adam": adam,
+            "np_generator": self.np_rng.bit_generator.state if self.learner is not None else None,
             "generator": self.generator.get_state(),
             "half_generators": [g.get_state() for g in self.half_generators],
             "torch_rng": torch.get_rng_state(),
@@ -276,11 +358,21 @@ class SyncRunner:
         """Restore; returns whether the env state was restored exactly (in-process kernels) or
         the envs restarted from fresh episodes (worker processes, gymnasium envs)."""
         d = dict(d)  # a loaded checkpoint holds numpy arrays: torch's parts become tensors
-        for key in ("model", "optimizer", "generator", "half_generators", "torch_rng"):
+        for key in ("model", "generator", "half_generators", "torch_rng"):
             if key in d:
                 d[key] = to_torch(d[key])
         self.model.load_state_dict(d["model"])
-        self.optimizer.load_state_dict(d["optimizer"])
+        load_adam_state(self.optimizer, self.flat, d["adam"])
+        if self.learner is not None:  # either backend's checkpoint: same weights and Adam state
+            self.learner.params[:] = self.flat.detach().cpu().numpy()
+            self.learner.exp_avg[:] = d["adam"]["exp_avg"]
+            self.learner.exp_avg_sq[:] = d["adam"]["exp_avg_sq"]
+            self.learner.step_count = int(d["adam"]["step"])
+            self.learner.learning_rate = float(d["adam"]["lr"])
+            if d.get("np_generator") is not None:
+                self.np_rng.bit_generator.state = d["np_generator"]
+            else:  # a torch backend's checkpoint: a fresh shuffle stream for this point of the run
+                self.np_rng = np.random.default_rng([self.cfg.seed, int(d["iteration"])])
         self.generator.set_state(d["generator"])
         for g, state in zip(self.half_generators, d.get("half_generators", [])):
             g.set_state(state)
