@@ -131,6 +131,35 @@ def test_forward_matches_torch(discrete, activation):
         np.testing.assert_allclose(value, model.value(obs).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_act_matches_torch(discrete, activation):
+    """``act`` given the noise torch draws (same generator state): the same actions (categorical:
+    identical; Gaussian: float32 tolerance), log-probs and values; greedy likewise."""
+    model, _, learner = make_pair(discrete, activation=activation, action_dim=3)
+    n = 300
+    obs = torch.randn((n, 4), generator=torch.Generator().manual_seed(1)) * 1.5
+    g_torch, g_noise = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        a_t, lp_t, v_t = model.act(obs, generator=g_torch)
+        ag_t, lpg_t, _ = model.act(obs, greedy=True)
+    noise = (torch.rand if discrete else torch.randn)((n, 3), generator=g_noise).numpy()
+    a, lp, v = learner.act(obs.numpy(), noise)
+    ag, lpg, vg = learner.act(obs.numpy(), greedy=True)
+    for ours, theirs in ((a, a_t), (ag, ag_t)):
+        if discrete:
+            assert ours.dtype == np.int64
+            np.testing.assert_array_equal(ours, theirs.numpy())
+        else:
+            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lp, lp_t.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lpg, lpg_t.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(v, v_t.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(vg, v)
+    if discrete:
+        assert len(np.unique(a)) == 3 and (a != ag).any()  # it really sampled
+
+
 OPTIONS = list(itertools.product([True, False], [True, False], [0.01, 0.0], [0.2, 1e6]))
 
 
@@ -344,6 +373,8 @@ for discrete in (True, False):
         L.update(batch, update_epochs=1, num_minibatches=2, rng=rng)
         L.minibatch_update(obs, acts, vec(), vec(), vec(), vec(), np.arange(n), optimise=False)
         L.forward(obs)
+        L.act(obs, rng.random((n, 3), dtype=np.float32))
+        L.act(obs, greedy=True)
 r = rng.normal(size=(9, 7)).astype(np.float32)
 compiled.compute_gae(r, r, (r > 1).astype(np.float32), r[0], 0.99, 0.95)
 compiled.vtrace(r, r, (r > 1).astype(np.float32), r[0], r, 0.99)

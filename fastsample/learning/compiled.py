@@ -14,7 +14,9 @@ clipping (``max_norm / (norm + 1e-6)`` capped at 1) and ``torch.optim.Adam`` (bi
 ``eps`` added after dividing ``sqrt(v)`` by ``sqrt(1 - beta2^t)``). Where torch's elementwise
 ``maximum`` ties, its gradient is split half and half, and a ``clamp`` passes the gradient at
 its bounds; both are reproduced. :func:`compute_gae` and :func:`vtrace` are those of the
-trainer, in the same float32 operation order.
+trainer, in the same float32 operation order. :meth:`CompiledPPOLearner.act` is
+``ActorCritic.act`` (sampling given the noise torch would draw, or greedy) for rollouts and
+evaluation without torch.
 
 Layout
 ------
@@ -489,8 +491,9 @@ def _categorical_head(logits, act_i, probs, logp, ent, lse, inv):
             row[b] = lk
             pk[b] = p
             ent[b] -= p * lk
-            la = logp[b]
-            logp[b] = lk if act_i[b] == k else la
+            # exactly one k matches: adding lk there and exact zeros elsewhere leaves lk (no
+            # "store the loaded value back unless" pattern, which LLVM may turn into a masked store)
+            logp[b] += lk * (_ONE if act_i[b] == k else _ZERO)
 
 
 @njit(**_KW)
@@ -756,6 +759,73 @@ def _forward(params, critic, actor, act, obs, ws, out, value):
         value[b] = v[b]
     o_off = a_base + actor[actor.shape[0] - 1, 4] * S
     _transpose(ws[o_off:o_off + K * S].reshape((K, S)), out, K, M)
+
+
+@njit(**_KW)
+def _act(params, critic, actor, act, discrete, log_std_off, obs, noise, greedy, ws, actions_i, actions_f, logp,
+         value):
+    """``ActorCritic.act`` for ``obs`` (M, obs_dim) given its noise (M, K): uniforms for the
+    categorical head's Gumbel-max, standard normals for the Gaussian; ``greedy`` takes the argmax
+    (first on ties, as torch) or the mean and ignores ``noise``. Writes ``actions_i`` (M,) or
+    ``actions_f`` (M, K), ``logp`` and ``value`` (M,)."""
+    M, obs_dim = obs.shape
+    K = actor[actor.shape[0] - 1, 3]
+    S = _row_stride(M)
+    x = ws[:obs_dim * S].reshape((obs_dim, S))
+    _transpose(obs, x, M, obs_dim)
+    c_base = obs_dim * S
+    _mlp_fwd(params, critic, x, ws, c_base, M, S, act)
+    a_base = c_base + (critic[critic.shape[0] - 1, 4] + 1) * S
+    _mlp_fwd(params, actor, x, ws, a_base, M, S, act)
+    v_off = c_base + critic[critic.shape[0] - 1, 4] * S
+    v = ws[v_off:v_off + M]
+    for b in range(M):
+        value[b] = v[b]
+    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    out = ws[o_off:o_off + K * S].reshape((K, S))
+    # one sample at a time, its K logits in registers: the loops over k read a column (strided)
+    # and choose with selects between values held in registers, never stored ones
+    if discrete:
+        for b in range(M):
+            _no_vectorize()
+            mx = out[0, b]
+            for k in range(1, K):
+                _no_vectorize()
+                mx = max(mx, out[k, b])
+            s = _ZERO
+            for k in range(K):
+                _no_vectorize()
+                s += math.exp(out[k, b] - mx)
+            lse = mx + math.log(s)
+            best = F32(-np.inf)
+            besti = 0
+            bestl = _ZERO
+            for k in range(K):
+                _no_vectorize()
+                lk = out[k, b] - lse
+                if greedy:  # torch: argmax of the raw logits
+                    sc = out[k, b]
+                else:  # Gumbel-max: argmax of log p - log(-log u), u clamped to [1e-20, 1]
+                    sc = lk - math.log(-math.log(min(max(noise[b, k], F32(1e-20)), _ONE)))
+                better = sc > best  # strict: the first index on ties, as torch's argmax
+                best = sc if better else best
+                besti = k if better else besti
+                bestl = lk if better else bestl
+            actions_i[b] = besti
+            logp[b] = bestl
+    else:
+        for b in range(M):
+            _no_vectorize()
+            lp = _ZERO
+            for k in range(K):
+                _no_vectorize()
+                ls = params[log_std_off + k]
+                mean = out[k, b]
+                a = mean if greedy else mean + math.exp(ls) * noise[b, k]
+                actions_f[b, k] = a
+                z = (a - mean) * math.exp(-ls)
+                lp += -_HALF * z * z - ls - _LOG_SQRT_2PI
+            logp[b] = lp
 
 
 # --- GAE and V-trace ---------------------------------------------------------------------------------
@@ -1098,6 +1168,34 @@ class CompiledPPOLearner:
         if count:
             (out.policy_loss, out.value_loss, out.entropy, out.approx_kl, out.clipfrac,
              out.grad_norm) = (float(v) for v in sums / count)
+        return out
+
+    def act(self, obs: np.ndarray, noise: np.ndarray | None = None, *, greedy: bool = False,
+            out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(actions, log_probs, values)`` for ``obs`` (M, obs_dim) float32, as
+        ``ActorCritic.act`` given the same noise: ``noise`` (M, action_dim) float32 holds uniforms
+        in (0, 1] for a categorical head (Gumbel-max, as torch.rand draws them) or standard
+        normals for a Gaussian one (as torch.randn); ``greedy`` takes the argmax or the mean (no
+        noise). Actions are int64 (M,) or float32 (M, action_dim) (unclipped). ``out``:
+        preallocated arrays of those shapes, filled and returned."""
+        m = obs.shape[0]
+        if obs.dtype != np.float32 or obs.ndim != 2 or obs.shape[1] != self.obs_dim or not obs.flags.c_contiguous:
+            raise TypeError(f"obs must be C-contiguous float32 (n, {self.obs_dim}), got {obs.dtype} {obs.shape}")
+        if greedy:
+            noise = self._empty_f
+        elif noise is None or noise.dtype != np.float32 or noise.shape != (m, self.action_dim) \
+                or not noise.flags.c_contiguous:
+            raise TypeError(f"noise must be C-contiguous float32 ({m}, {self.action_dim})")
+        if m > self.max_minibatch:
+            self._alloc(m)
+        if out is None:
+            actions = np.empty(m, np.int64) if self.discrete else np.empty((m, self.action_dim), np.float32)
+            out = (actions, np.empty(m, np.float32), np.empty(m, np.float32))
+        actions, logp, value = out
+        act_i, act_f = (actions, self._empty_f) if self.discrete else (self._empty_i, actions)
+        _act(self.params, self.critic_layers, self.actor_layers, self._act, self.discrete, self.log_std_off, obs,
+             noise, greedy, self._ws, act_i, act_f, logp, value)
         return out
 
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
