@@ -9,7 +9,9 @@ the trainer's malloc settings. Each timed call is ``update_epochs`` full-batch m
 update loop; the figure is the median over repeats of (call time / updates), the backends
 timed in turn within each repeat.
 
-    python -m bench.learner_compare [--batches 256,4096] [--seconds 20]
+Also one policy ``act()`` call (rollout inference) for 64 and 4096 envs.
+
+    python -m bench.learner_compare [--batches 256,4096] [--act-envs 64,4096] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -93,10 +95,47 @@ def compare(batch_size: int, budget_s: float, updates: int = 8) -> dict:
             "repeats": m["repeats"]}
 
 
+def compare_act(num_envs: int, budget_s: float, calls: int = 20) -> dict:
+    """One rollout step's policy call (sample an action, its log-prob and the value) for
+    ``num_envs`` observations: ``ActorCritic.act`` under ``torch.no_grad`` (with a torch generator)
+    against ``CompiledPPOLearner.act`` (uniforms drawn by numpy into a preallocated buffer)."""
+    import gymnasium as gym
+    import torch
+
+    from fastsample.learning.compiled import CompiledPPOLearner
+    from fastsample.learning.ppo import ActorCritic
+
+    torch.manual_seed(0)
+    model = ActorCritic(4, gym.spaces.Discrete(2), (64, 64), "tanh")
+    learner = CompiledPPOLearner(4, 2, True, (64, 64), "tanh", max_minibatch=num_envs)
+    learner.load_state_arrays({k: v.detach().numpy() for k, v in model.state_dict().items()})
+    obs = np.random.default_rng(0).normal(size=(num_envs, 4)).astype(np.float32)
+    gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    noise = np.empty((num_envs, 2), np.float32)
+    out = (np.empty(num_envs, np.int64), np.empty(num_envs, np.float32), np.empty(num_envs, np.float32))
+
+    def run_torch():
+        with torch.no_grad():
+            for _ in range(calls):
+                model.act(torch.from_numpy(obs), generator=gen)
+
+    def run_compiled():
+        for _ in range(calls):
+            rng.random(dtype=np.float32, out=noise)
+            learner.act(obs, noise, out=out)
+
+    m = _interleaved_medians({"torch": run_torch, "compiled": run_compiled}, calls, budget_s)
+    return {"num_envs": num_envs, "torch_us": round(m["torch"] * 1e6, 1), "compiled_us": round(m["compiled"] * 1e6, 1),
+            "torch_min_us": round(m["torch_min"] * 1e6, 1), "compiled_min_us": round(m["compiled_min"] * 1e6, 1),
+            "speedup": round(m["torch"] / m["compiled"], 2), "repeats": m["repeats"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default="256,4096", help="minibatch sizes, comma separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="total time budget")
+    parser.add_argument("--act-envs", default="64,4096", help="policy act() batch sizes (empty: skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -106,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     tune_malloc()
-    sizes = [int(s) for s in args.batches.split(",")]
-    rows = [compare(n, args.seconds / len(sizes)) for n in sizes]
+    sizes = [int(s) for s in args.batches.split(",") if s]
+    act_sizes = [int(s) for s in args.act_envs.split(",") if s]
+    share = args.seconds / (len(sizes) + 0.5 * len(act_sizes))
+    rows = [compare(n, share) for n in sizes]
+    act_rows = [compare_act(n, share / 2) for n in act_sizes]
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps({"update": rows, "act": act_rows}))
     else:
         print("median (min) ms per minibatch update, the backends timed in turn")
         print(f"{'minibatch':>9}  {'torch':>16}  {'compiled':>16}  {'kernel call':>11}  {'speedup':>7}  repeats")
@@ -117,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['batch']:>9}  {r['torch_ms']:>7.3f} ({r['torch_min_ms']:>6.3f})  "
                   f"{r['compiled_ms']:>7.3f} ({r['compiled_min_ms']:>6.3f})  {r['compiled_kernel_ms']:>11.3f}  "
                   f"{r['speedup']:>6.2f}x  {r['repeats']}")
+        if act_rows:
+            print("median (min) us per policy act() call (sample, log-prob, value)")
+            print(f"{'envs':>9}  {'torch':>16}  {'compiled':>16}  {'speedup':>7}  repeats")
+            for r in act_rows:
+                print(f"{r['num_envs']:>9}  {r['torch_us']:>7.1f} ({r['torch_min_us']:>6.1f})  "
+                      f"{r['compiled_us']:>7.1f} ({r['compiled_min_us']:>6.1f})  {r['speedup']:>6.2f}x  {r['repeats']}")
     return 0
 
 
