@@ -27,9 +27,15 @@ def _short(tmp_path, name, **over):
     return make_config("CartPole-v1", **values)
 
 
-def test_sync_is_reproducible(tmp_path):
-    a = train(_short(tmp_path, "a", eval_every=4, eval_min_train_return=0.0), quiet=True)
-    b = train(_short(tmp_path, "b", eval_every=4, eval_min_train_return=0.0), quiet=True)
+# the sync runner's learner: auto picks compiled on the CPU; torch must keep passing too
+BACKENDS = ["torch", "compiled"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sync_is_reproducible(tmp_path, backend):
+    a = train(_short(tmp_path, "a", eval_every=4, eval_min_train_return=0.0, backend=backend), quiet=True)
+    b = train(_short(tmp_path, "b", eval_every=4, eval_min_train_return=0.0, backend=backend), quiet=True)
+    assert a["backend"] == b["backend"] == backend
     assert _metrics(a["run_dir"]) == _metrics(b["run_dir"])
     assert a["eval_return"] == b["eval_return"]
     wa = load_checkpoint(a["run_dir"])["runner"]["model"]
@@ -38,11 +44,12 @@ def test_sync_is_reproducible(tmp_path):
         assert np.array_equal(wa[k], wb[k])
 
 
-def test_double_buffered_sampling_is_reproducible_and_learns(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_buffered_sampling_is_reproducible_and_learns(tmp_path, backend):
     """--double-buffer: two env halves on worker processes, the policy acting on one half
     while the other steps (engine send/recv). Per-half action generators make it
     reproducible whatever order the halves come back in."""
-    over = dict(double_buffer=True, num_workers=2, eval_every=0)
+    over = dict(double_buffer=True, num_workers=2, eval_every=0, backend=backend)
     a = train(_short(tmp_path, "a", total_steps=512 * 30, **over), quiet=True)
     b = train(_short(tmp_path, "b", total_steps=512 * 30, **over), quiet=True)
     assert _metrics(a["run_dir"]) == _metrics(b["run_dir"])
@@ -84,13 +91,14 @@ class _HalvesInOrder:
         return self.held.pop(want)
 
 
-def test_double_buffer_with_normalisation_does_not_depend_on_which_half_returns_first():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_buffer_with_normalisation_does_not_depend_on_which_half_returns_first(backend):
     """--double-buffer with --norm-obs/--norm-reward: the running statistics (and so the whole
     run) are the same whichever half of the envs the workers hand back first."""
     from fastsample.runners.sync import SyncRunner
 
     cfg = make_config("CartPole-v1", num_envs=8, num_steps=16, num_workers=2, double_buffer=True, norm_obs=True,
-                      norm_reward=True, num_minibatches=2, update_epochs=2, progress=False)
+                      norm_reward=True, num_minibatches=2, update_epochs=2, progress=False, backend=backend)
     results = []
     for first in (0, 1):
         runner = SyncRunner(cfg, torch.device("cpu"))
@@ -121,19 +129,24 @@ def test_double_buffer_needs_two_workers(tmp_path):
         validate(_short(tmp_path, "y", double_buffer=True, num_workers=2, mode="async"))
 
 
-def test_resume_continues_exactly(tmp_path):
-    full = train(_short(tmp_path, "full"), quiet=True)
-    half = train(_short(tmp_path, "half", total_steps=512 * 6), quiet=True)
-    resumed = train(_short(tmp_path, "half", total_steps=512 * 12), resume=half["run_dir"], quiet=True)
-    assert resumed["resumed"] and resumed["exact_env_resume"]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_continues_exactly(tmp_path, backend):
+    full = train(_short(tmp_path, "full", backend=backend), quiet=True)
+    half = train(_short(tmp_path, "half", total_steps=512 * 6, backend=backend), quiet=True)
+    resumed = train(_short(tmp_path, "half", total_steps=512 * 12, backend=backend), resume=half["run_dir"],
+                    quiet=True)
+    assert resumed["resumed"] and resumed["exact_env_resume"] and resumed["backend"] == backend
     assert resumed["steps"] == full["steps"]
     assert _metrics(resumed["run_dir"]) == _metrics(full["run_dir"])
     assert resumed["eval_return"] == full["eval_return"]
 
 
-def test_cartpole_preset_solves(tmp_path):
-    s = train(make_config("CartPole-v1", seed=1, progress=False, run_dir=str(tmp_path / "solve")), quiet=True)
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_cartpole_preset_solves(tmp_path, backend):
+    s = train(make_config("CartPole-v1", seed=1, progress=False, run_dir=str(tmp_path / "solve"), backend=backend),
+              quiet=True)
     assert s["solved"], s
+    assert s["backend"] == ("compiled" if backend == "auto" else "torch")
     assert s["eval_return"] >= 400
     run = tmp_path / "solve"
     for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints/latest.npz"):
@@ -147,8 +160,9 @@ def test_cartpole_preset_solves(tmp_path):
     assert ev["mean_return"] >= 400
 
 
-def test_box_actions_train(tmp_path):
-    s = train(make_config("Pendulum-v1", total_steps=4096, eval_episodes=3, progress=False,
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_box_actions_train(tmp_path, backend):
+    s = train(make_config("Pendulum-v1", total_steps=4096, eval_episodes=3, progress=False, backend=backend,
                           run_dir=str(tmp_path / "pend")), quiet=True)
     assert s["steps"] == 4096 and np.isfinite(s["eval_return"])
 

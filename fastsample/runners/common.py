@@ -117,13 +117,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_backend(cfg: TrainConfig, device: torch.device) -> str:
-    """The learner backend that runs: ``torch`` or ``compiled``. ``auto`` is torch for now (the
-    compiled learner is opt-in with ``--backend compiled``: MLP policies, CPU, ``--mode sync``)."""
+    """The learner backend that runs: ``torch`` or ``compiled``. ``auto`` is compiled where it
+    runs (the MLP policy on the CPU with ``--mode sync``; tests/test_train_backends.py checks that
+    it solves CartPole) and torch elsewhere (GPU, ``--mode async``)."""
     if cfg.backend == "compiled":
         if device.type != "cpu":
             raise ConfigError(f"--backend compiled runs on the CPU, not on {device} (pass --device cpu)")
         if cfg.mode != "sync":
             raise ConfigError("--backend compiled runs with --mode sync")
+        return "compiled"
+    if cfg.backend == "auto" and device.type == "cpu" and cfg.mode == "sync":
         return "compiled"
     return "torch"
 

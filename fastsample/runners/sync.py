@@ -85,7 +85,8 @@ class SyncRunner:
     # -- start-up --------------------------------------------------------------------------
 
     def start(self, should_stop=None) -> None:
-        """Reset the envs and warm up torch (one forward/backward on dummy data; no RNG draws).
+        """Reset the envs and warm up the learner (torch: one forward/backward on dummy data;
+        compiled: one gradient, loading its kernels) and torch's inference; no RNG draws.
         (``should_stop`` is for the async runner's long start-up; this one is short.)"""
         if self.cfg.double_buffer:
             if self.held_obs[0] is None:
@@ -95,9 +96,17 @@ class SyncRunner:
         x = torch.zeros((8, self.obs_dim), device=self.device)
         acts = self.buf["actions"]  # 8 dummy actions of the action shape, whatever num_envs is
         a = torch.zeros((8, *acts.shape[2:]), dtype=acts.dtype, device=self.device)
-        logp, ent, v = self.model.evaluate(x, a)
-        (logp.sum() + ent.sum() + v.sum()).backward()
-        self.model.zero_grad_flat()
+        if self.learner is None:
+            logp, ent, v = self.model.evaluate(x, a)
+            (logp.sum() + ent.sum() + v.sum()).backward()
+            self.model.zero_grad_flat()
+        else:  # load the compiled kernels from numba's cache now (a gradient only: no Adam step)
+            from fastsample.learning import compiled
+
+            z = np.zeros(8, np.float32)
+            self.learner.minibatch_update(x.numpy(), a.numpy(), z, z, z, z, np.arange(8, dtype=np.int64),
+                                          optimise=False)
+            compiled.compute_gae(z[None], z[None], z[None], z, self.cfg.gamma, self.cfg.gae_lambda)
         with torch.no_grad():
             self.model.act(x, greedy=True)
 
