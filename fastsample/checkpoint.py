@@ -127,6 +127,8 @@ def load(path: str | Path) -> dict[str, Any]:
     """The state written by :func:`save`, with numpy arrays (no torch needed, nothing unpickled).
     Raises :class:`CheckpointError` for anything else (e.g. a pickle or an old ``.pt`` file)."""
     path = Path(path)
+    if not path.is_file():  # a device, a FIFO or a directory where the file should be
+        raise CheckpointError(f"{path}: not a regular file; refused")
     data = path.read_bytes()
     if not data.startswith(_ZIP_MAGIC):
         kind = "a pickle (an old torch.save checkpoint, or a crafted file)" if data[:1] == b"\x80" else "not a zip"
@@ -144,14 +146,17 @@ def load(path: str | Path) -> dict[str, Any]:
         try:
             raw = npz[_META]
             meta = json.loads(raw.tobytes().decode())
-        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as err:
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError, RecursionError) as err:
             raise CheckpointError(f"{path}: damaged checkpoint metadata ({err})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a fastsample checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
         if meta.get("version") != VERSION:
             raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r}; this fastsample "
                                   f"reads version {VERSION}")
-        state = _decode(meta.get("state"), npz, path)
+        try:
+            state = _decode(meta.get("state"), npz, path)
+        except (zipfile.BadZipFile, OSError, EOFError, RecursionError) as err:
+            raise CheckpointError(f"{path}: damaged checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: damaged checkpoint (state is not a dict)")
     return state

@@ -146,7 +146,7 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     try:
         values = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{path} is not a JSON config ({type(err).__name__}); refused") from None
     if not isinstance(values, dict):
         raise CheckpointError(f"{path} is not a JSON object; refused")

@@ -203,3 +203,31 @@ def test_unknown_objects_are_not_written(tmp_path):
     with pytest.raises(TypeError):
         checkpoint.save(tmp_path / "c.npz", {"x": np.array([object()])})
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04garbage", b"\x93NUMPY not an archive", b"[" * 100_000])
+def test_damaged_or_odd_files_are_checkpoint_errors(tmp_path, content):
+    path = tmp_path / "c.npz"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    path = tmp_path / "c.npz"
+    meta = ('{"format": "fastsample-checkpoint", "version": 1, "state": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, np.frombuffer(meta.encode(), np.uint8))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__meta__.npy", npy.getvalue())
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path)
+
+
+def test_a_directory_in_place_of_the_checkpoint_is_refused(tmp_path):
+    (tmp_path / "c.npz").mkdir()
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        checkpoint.load(tmp_path / "c.npz")
