@@ -101,3 +101,21 @@ def test_bad_input():
 def test_registration():
     check_registration("MinAtar-SpaceInvaders-v1", 6)
     check_registration("MinAtar-SpaceInvaders-v0", 6)
+
+
+def any_wave(rng):
+    """A later wave: the move interval anywhere from its start (12) down to its floor (6), so
+    the next cleared wave ramps or stays at the floor."""
+    from envs_numba.minatar import space_invaders as S
+
+    interval = int(rng.integers(6, 13))
+    return {"enemy_move_interval": (S.S_MOVE_INTERVAL, interval),
+            "alien_move_timer": (S.S_MOVE_TIMER, int(rng.integers(0, interval + 1))),
+            "ramp_index": (S.S_RAMP, 12 - interval)}
+
+
+@pytest.mark.parametrize("ramping", [True, False])
+def test_hunter_policy_at_every_speed(ramping):
+    totals = run_episodes(GAME, "MinAtar-SpaceInvaders-v1", hunter_policy(6, 0.05), episodes=12, seed=34,
+                          ramping=ramping, inject=any_wave, max_steps=20000)
+    assert totals["terminated"] == 12 and totals["max_return"] > 24
