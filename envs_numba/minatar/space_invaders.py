@@ -85,12 +85,12 @@ def _write_obs(i, state, obs):
         aliens = np.int64(state[S_ALIEN + y, i])
         fb = np.int64(state[S_FB + y, i])
         eb = np.int64(state[S_EB + y, i])
-        for x in range(10):
+        for x in range(10):  # bitwise & on bools: no branches
             alien = (aliens >> x) & 1 == 1
-            obs[i, y, x, 0] = y == 9 and x == pos
+            obs[i, y, x, 0] = (y == 9) & (x == pos)
             obs[i, y, x, 1] = alien
-            obs[i, y, x, 2] = alien and left
-            obs[i, y, x, 3] = alien and not left
+            obs[i, y, x, 2] = alien & left
+            obs[i, y, x, 3] = alien & (not left)
             obs[i, y, x, 4] = (fb >> x) & 1 == 1
             obs[i, y, x, 5] = (eb >> x) & 1 == 1
 
