@@ -25,7 +25,7 @@ from torch import nn
 
 from fastsample.learning.fast_tanh import FastTanh
 
-__all__ = ["ActorCritic", "RunningMeanStd", "compute_gae", "vtrace", "ppo_update", "PPOStats"]
+__all__ = ["ActorCritic", "RunningMeanStd", "compute_gae", "vtrace", "ppo_update", "PPOStats", "make_model"]
 
 
 def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
@@ -277,3 +277,11 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
         m = torch.stack(sums).mean(0).tolist()
         stats.policy_loss, stats.value_loss, stats.entropy, stats.approx_kl, stats.clipfrac, stats.grad_norm = m
     return stats
+
+
+def make_model(cfg, obs_space, act_space) -> ActorCritic:
+    """The actor-critic of a ``TrainConfig`` for gymnasium spaces."""
+    from fastsample.train_config import parse_hidden
+
+    return ActorCritic(int(np.prod(obs_space.shape)), act_space, parse_hidden(cfg.hidden_sizes), cfg.activation,
+                       cfg.init_log_std)

@@ -57,7 +57,8 @@ def _run(sampler_id, cfg_dict, n, slots, weights, free_q, full_q, control, seed)
     import gymnasium as gym
     import torch
 
-    from fastsample.runners.common import make_model, make_train_env
+    from fastsample.learning.ppo import make_model
+    from fastsample.sampling.envs import make_train_env
     from fastsample.train_config import config_from_dict
 
     torch.set_num_threads(1)
