@@ -263,7 +263,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
 
     resolve_env(cfg.env)  # unknown ids fail here, before any process starts
     check_spaces(cfg)
-    device = resolve_device(cfg.device)
+    # --backend compiled learns on the CPU: --device auto means the CPU then, even with a GPU
+    device = resolve_device("cpu" if cfg.backend == "compiled" and cfg.device == "auto" else cfg.device)
     import torch
 
     if cfg.torch_threads:
