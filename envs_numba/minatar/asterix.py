@@ -80,10 +80,9 @@ STATE_DIM = S_GOLD + N_SLOTS
 
 @njit(cache=True)
 def _write_obs(i, state, obs):
-    for y in range(10):
-        for x in range(10):
-            for c in range(N_CH):
-                obs[i, y, x, c] = False
+    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
+    for k in range(100 * N_CH):
+        flat[k] = False
     obs[i, np.int64(state[S_PY, i]), np.int64(state[S_PX, i]), 0] = True
     for k in range(N_SLOTS):
         if state[S_ALIVE + k, i] != 0.0:

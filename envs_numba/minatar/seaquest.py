@@ -191,10 +191,9 @@ def _first_at(state, i, base, cap, x, y):
 
 @njit(cache=True)
 def _write_obs(i, state, obs):
-    for y in range(10):
-        for x in range(10):
-            for c in range(N_CH):
-                obs[i, y, x, c] = False
+    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
+    for k in range(100 * N_CH):
+        flat[k] = False
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
     obs[i, sy, sx, 0] = True
