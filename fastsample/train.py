@@ -360,8 +360,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             gate = cfg.eval_min_train_return
             if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
                     math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
-                rets = evaluator.run(runner.model, runner.normalizer, device, target=target,
-                                     max_step_reward=cfg.max_step_reward)
+                rets = evaluator.run(getattr(runner, "policy", runner.model), runner.normalizer, device,
+                                     target=target, max_step_reward=cfg.max_step_reward)
                 n_evals += 1
                 row["eval_return"] = float(rets.mean())
                 prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
@@ -396,7 +396,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             bar.close()
             bar = None
         if interrupted is None:
-            final = evaluator.run(runner.model, runner.normalizer, device)
+            final = evaluator.run(getattr(runner, "policy", runner.model), runner.normalizer, device)
     finally:
         if bar is not None:
             bar.close()

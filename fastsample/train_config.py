@@ -42,7 +42,7 @@ class TrainConfig:
     torch_threads: int = 1
     """torch intra-op threads of the learner (0: torch's default)"""
     backend: str = "auto"
-    """learner of the PPO update: torch; compiled (Numba kernels, fastsample.learning.compiled: MLP policies on the CPU, --mode sync; rollout inference stays torch); auto: compiled where it runs, torch elsewhere (GPU, --mode async)"""
+    """learner of the PPO update: torch; compiled (Numba kernels, fastsample.learning.compiled, for the update, the rollout's policy and the evaluations: MLP policies on the CPU, --mode sync); auto: compiled where it runs, torch elsewhere (GPU, --mode async)"""
 
     # -- sampling --------------------------------------------------------------------------
     num_envs: int = 64

@@ -24,6 +24,17 @@ from fastsample.train_config import TrainConfig
 __all__ = ["SyncRunner"]
 
 
+class _CompiledGreedy:
+    """``ActorCritic.greedy`` (argmax or mean) computed by the compiled learner's policy."""
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(obs.numpy(), np.float32)
+        return torch.from_numpy(self.learner.act(x, greedy=True)[0])
+
+
 class SyncRunner:
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg
@@ -37,9 +48,9 @@ class SyncRunner:
         self.model = make_model(cfg, self.obs_space, self.act_space).to(device)
         self.flat = self.model.flat_parameters()
         self.optimizer = torch.optim.Adam([self.flat], lr=cfg.learning_rate, eps=1e-5)
-        # --backend compiled: the update runs in fastsample.learning.compiled on a copy of the
-        # weights (the same flat layout), copied back into the torch model after each update;
-        # the rollout's inference and the evaluations stay torch's
+        # --backend compiled: the update, the rollout's policy and the evaluations run in
+        # fastsample.learning.compiled on its own copy of the weights (the same flat layout),
+        # copied back into the torch model (checkpoints, fastsample eval) after each update
         self.backend = resolve_backend(cfg, device)
         self.learner = None
         if self.backend == "compiled":
@@ -55,6 +66,13 @@ class SyncRunner:
             g = torch.Generator(device=device)
             g.manual_seed(cfg.seed * 2 + 1 + h)
             self.half_generators.append(g)
+        # the streams the actions are drawn from: torch generators (torch backend) or, with the
+        # compiled backend, numpy generators feeding the compiled policy's noise
+        if self.learner is not None:
+            self.action_gen = np.random.default_rng([cfg.seed, 1])
+            self.half_action_gens = [np.random.default_rng([cfg.seed, 2, h]) for h in range(len(self.half_generators))]
+        else:
+            self.action_gen, self.half_action_gens = self.generator, self.half_generators
         self.held_obs: list[np.ndarray | None] = [None, None]
         self.normalizer = Normalizer(self.obs_space.shape, cfg.num_envs, cfg)
         T, N = cfg.num_steps, cfg.num_envs
@@ -82,6 +100,12 @@ class SyncRunner:
         self.iteration = 0
         self.next_obs: np.ndarray | None = None
 
+    @property
+    def policy(self):
+        """What the evaluations act with: the torch model, or with the compiled backend the
+        compiled policy behind the same ``greedy`` call."""
+        return self.model if self.learner is None else _CompiledGreedy(self.learner)
+
     # -- start-up --------------------------------------------------------------------------
 
     def start(self, should_stop=None) -> None:
@@ -107,6 +131,8 @@ class SyncRunner:
             self.learner.minibatch_update(x.numpy(), a.numpy(), z, z, z, z, np.arange(8, dtype=np.int64),
                                           optimise=False)
             compiled.compute_gae(z[None], z[None], z[None], z, self.cfg.gamma, self.cfg.gae_lambda)
+            self.learner.act(x.numpy(), greedy=True)
+            self.learner.forward(x.numpy())
         with torch.no_grad():
             self.model.act(x, greedy=True)
 
@@ -217,7 +243,13 @@ class SyncRunner:
 
     # -- rollouts ----------------------------------------------------------------------------
 
-    def _act(self, t: int, obs_np: np.ndarray, envs: slice, generator: torch.Generator,
+    def _value(self, x: np.ndarray) -> torch.Tensor:
+        """V(x) for normalised observations ``x`` (n, obs_dim) float32."""
+        if self.learner is not None:
+            return torch.from_numpy(self.learner.forward(np.ascontiguousarray(x, np.float32))[1])
+        return self.model.value(torch.from_numpy(x).to(self.device))
+
+    def _act(self, t: int, obs_np: np.ndarray, envs: slice, generator,
              update_stats: bool = True) -> np.ndarray:
         """Policy step for ``envs`` at time ``t``: fill the rollout buffer, return env actions.
         ``update_stats=False``: normalise with the statistics as they are, and keep the raw
@@ -230,11 +262,19 @@ class SyncRunner:
                 self.raw_obs[t, envs] = obs_np.reshape(n, -1)
             x = self.normalizer.apply_obs(obs_np.reshape(n, -1))
         buf["obs"][t, envs].copy_(torch.from_numpy(x))
-        action, logp, value = self.model.act(buf["obs"][t, envs], generator=generator)
-        buf["actions"][t, envs] = action
-        buf["logprobs"][t, envs] = logp
-        buf["values"][t, envs] = value
-        a = action.numpy() if self.device.type == "cpu" else action.cpu().numpy()
+        if self.learner is not None:  # the compiled policy (CPU): numpy views of the buffers
+            out = (buf["actions"][t, envs].numpy(), buf["logprobs"][t, envs].numpy(), buf["values"][t, envs].numpy())
+            if self.box:
+                noise = generator.standard_normal((n, self.learner.action_dim), dtype=np.float32)
+            else:  # uniforms in (0, 1] for the Gumbel-max draw
+                noise = 1.0 - generator.random((n, self.learner.action_dim), dtype=np.float32)
+            a = self.learner.act(buf["obs"][t, envs].numpy(), noise, out=out)[0]
+        else:
+            action, logp, value = self.model.act(buf["obs"][t, envs], generator=generator)
+            buf["actions"][t, envs] = action
+            buf["logprobs"][t, envs] = logp
+            buf["values"][t, envs] = value
+            a = action.numpy() if self.device.type == "cpu" else action.cpu().numpy()
         if self.box:
             a = np.clip(a.reshape((n, *self.act_space.shape)), self.act_space.low, self.act_space.high)
         return a
@@ -265,7 +305,7 @@ class SyncRunner:
                 if not defer:
                     r = np.array(r, dtype=np.float64)
                 final = np.stack([np.asarray(o) for o in info["final_obs"][cut]]).reshape(cut.size, -1)
-                v_final = self.model.value(torch.from_numpy(self.normalizer.apply_obs(final)).to(self.device))
+                v_final = self._value(self.normalizer.apply_obs(final))
                 r[cut] += self.cfg.gamma * v_final.double().cpu().numpy()
         if not defer:
             self.rewards_np[t, envs] = r
@@ -289,12 +329,12 @@ class SyncRunner:
         everything = slice(None)
         obs_np = self.next_obs
         for t in range(self.cfg.num_steps):
-            a = self._act(t, obs_np, everything, self.generator)
+            a = self._act(t, obs_np, everything, self.action_gen)
             obs_np, rew, term, trunc, info = self.env.step(a)
             self._record(t, everything, rew, term, trunc, info, finished_returns, finished_lengths)
         self.next_obs = obs_np
         last_x = self.normalizer.obs(obs_np.reshape(self.cfg.num_envs, -1), update=False)
-        return self.model.value(torch.from_numpy(last_x).to(self.device))
+        return self._value(last_x)
 
     def _start_double_buffered(self, seed: int) -> None:
         self.env.async_reset(seed=seed)
@@ -319,7 +359,7 @@ class SyncRunner:
         returns_of: list[list[np.ndarray]] = [[], []]
         lengths_of: list[list[np.ndarray]] = [[], []]
         for h in (0, 1):  # the first actions go out on the observations held since last time
-            self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_generators[h], False), ids[h])
+            self.env.send(self._act(0, self.held_obs[h], halves[h], self.half_action_gens[h], False), ids[h])
         while recorded[0] < T or recorded[1] < T:
             obs, rew, term, trunc, info = self.env.recv()
             h = int(info["env_id"][0]) // half
@@ -328,13 +368,13 @@ class SyncRunner:
             recorded[h] += 1
             self.held_obs[h] = obs
             if recorded[h] < T:
-                self.env.send(self._act(t + 1, obs, halves[h], self.half_generators[h], False), ids[h])
+                self.env.send(self._act(t + 1, obs, halves[h], self.half_action_gens[h], False), ids[h])
         self._update_stats_in_order(halves)
         for h in (0, 1):
             finished_returns.extend(returns_of[h])
             finished_lengths.extend(lengths_of[h])
         last_x = np.concatenate([self.normalizer.obs(o.reshape(half, -1), update=False) for o in self.held_obs])
-        return self.model.value(torch.from_numpy(last_x).to(self.device))
+        return self._value(last_x)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -350,6 +390,8 @@ class SyncRunner:
             "model": self.model.state_dict(),
             "adam": adam,
             "np_generator": self.np_rng.bit_generator.state if self.learner is not None else None,
+            "np_action_generators": None if self.learner is None else
+            [g.bit_generator.state for g in (self.action_gen, *self.half_action_gens)],
             "generator": self.generator.get_state(),
             "half_generators": [g.get_state() for g in self.half_generators],
             "torch_rng": torch.get_rng_state(),
@@ -382,6 +424,15 @@ class SyncRunner:
                 self.np_rng.bit_generator.state = d["np_generator"]
             else:  # a torch backend's checkpoint: a fresh shuffle stream for this point of the run
                 self.np_rng = np.random.default_rng([self.cfg.seed, int(d["iteration"])])
+            states = d.get("np_action_generators")
+            if states is not None and len(states) == 1 + len(self.half_action_gens):
+                for g, state in zip((self.action_gen, *self.half_action_gens), states):
+                    g.bit_generator.state = state
+            else:  # fresh action streams for this point of the run
+                it = int(d["iteration"])
+                self.action_gen = np.random.default_rng([self.cfg.seed, 1, it])
+                self.half_action_gens = [np.random.default_rng([self.cfg.seed, 2, h, it])
+                                         for h in range(len(self.half_action_gens))]
         self.generator.set_state(d["generator"])
         for g, state in zip(self.half_generators, d.get("half_generators", [])):
             g.set_state(state)
