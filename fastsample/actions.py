@@ -24,8 +24,9 @@ class ActionBuffer:
     ``AsyncVectorEnv`` receives), or raises without copying.
 
     ``Discrete`` and float32/float64 ``Box`` are checked by Numba loops (no per-env Python);
-    other ``Box`` dtypes (float16, integers) with NumPy; other spaces with
-    ``batch_space(space, n).contains``, and passed through unchanged. The rules:
+    other ``Box`` dtypes (float16, integers) with NumPy; gymnasium's other spaces with
+    ``batch_space(space, n).contains``, and passed through unchanged; custom spaces (not in
+    ``gymnasium.spaces``) not at all, as ``AsyncVectorEnv`` does. The rules:
 
     * ``Discrete``: integer dtypes only (``TypeError`` otherwise, as ``Discrete.contains``
       rejects them), values in ``start..start+n-1`` (``InvalidAction``).
@@ -70,6 +71,8 @@ class ActionBuffer:
         """Validate ``actions``; return the buffer holding them (or the actions themselves
         for spaces without a buffer)."""
         if self._kind == "other":
+            if not type(self.space).__module__.startswith("gymnasium.spaces"):
+                return actions  # a custom space: its env decides, as with AsyncVectorEnv
             if not self._batched.contains(actions):
                 raise InvalidAction(f"actions {actions!r} are not in the batched action space {self._batched}")
             return actions

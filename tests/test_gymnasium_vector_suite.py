@@ -45,8 +45,21 @@ SUITE_FILES = (
     "tests/vector/test_vector_wrapper.py",
 )
 
-# Failures ProcessVectorEnv still has (test-id prefixes); see issue 10.
-KNOWN_GAPS: dict[str, str] = {}
+# Failures ProcessVectorEnv still has (test-id prefixes), all from one design difference:
+# ProcessVectorEnv checks each batch of actions in the parent and hands every env the single
+# action space's dtype (tests/test_bad_input.py holds it to that), while AsyncVectorEnv hands
+# each env the element of whatever the caller passed, unchecked. See issue 10.
+_ACTIONS = "actions are checked against the action space and cast to its dtype; AsyncVectorEnv passes them unchecked"
+KNOWN_GAPS: dict[str, str] = {
+    # Box(shape=(), float32) actions given as float64: the env gets np.float32, which
+    # time.sleep() refuses (AsyncVectorEnv hands it the caller's np.float64, a float)
+    "test_async_vector_env::test_step_timeout_async_vector_env": _ACTIONS,
+    # steps with action 4 in Discrete(4)
+    "test_vector_env::test_final_obs_info": _ACTIONS,
+    # steps a Box((1,)) env with a (3,)-shaped batch; its reset half passes (see
+    # tests/test_engine_gymnasium_compat.py for both halves with well-formed actions)
+    "test_async_vector_env::test_async_vector_subenv_error": _ACTIONS,
+}
 
 PLUGIN = textwrap.dedent(
     '''
@@ -138,6 +151,7 @@ def test_gymnasium_vector_suite_on_process_vector_env(tmp_path):
     unexpected = {}
     for name, detail in sorted(bad.items()):
         gap = next((g for g in KNOWN_GAPS if name.startswith(g)), None)
+        detail = f"{detail} [known gap: {KNOWN_GAPS[gap]}]" if gap else detail
         print(f"  {'known gap' if gap else 'FAILED':9s} {name} {detail}")
         if gap is None or strict:
             unexpected[name] = detail

@@ -36,7 +36,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import AlreadyPendingCallError, ClosedEnvironmentError, NoAsyncCallError
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import CloudpickleWrapper, batch_space
+from gymnasium.error import CustomSpaceError
+from gymnasium.vector.utils import CloudpickleWrapper, batch_differing_spaces, batch_space, concatenate, \
+    create_empty_array, iterate
 
 from fastsample.actions import ActionBuffer
 from fastsample.engine import worker as W
@@ -132,13 +134,89 @@ def _place_info(dst: dict, src: dict, lo: int, hi: int, n: int) -> None:
             dst[key] = value
 
 
+_LEAVES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def _array_layout(space: gym.Space) -> bool:
+    """Whether batches of ``space`` are arrays (or dicts/tuples of them) of a fixed shape."""
+    if isinstance(space, gym.spaces.Dict):
+        return all(_array_layout(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return all(_array_layout(s) for s in space.spaces)
+    return type(space) in _LEAVES or isinstance(space, _LEAVES)
+
+
+def _check_shared_memory(space: gym.Space) -> bool:
+    """``shared_memory=True`` for observations of ``space``: True if they live in shared memory,
+    False if they travel pickled (``Text``, ``OneOf``: gymnasium keeps them in shared memory,
+    the results are the same); gymnasium's errors for the spaces it cannot keep there."""
+    if _array_layout(space):
+        return True
+    _check_shareable(space)
+    return False
+
+
+def _check_shareable(space: gym.Space) -> None:
+    if isinstance(space, gym.spaces.Dict):
+        for s in space.spaces.values():
+            _check_shareable(s)
+    elif isinstance(space, (gym.spaces.Tuple, gym.spaces.OneOf)):
+        for s in space.spaces:
+            _check_shareable(s)
+    elif isinstance(space, (gym.spaces.Graph, gym.spaces.Sequence)):
+        raise TypeError(
+            f"As {space} has a dynamic shape so its not possible to make a static shared memory. For "
+            f"`ProcessVectorEnv` (as for `AsyncVectorEnv`), disable `shared_memory`.")
+    elif not isinstance(space, (*_LEAVES, gym.spaces.Text)):
+        try:
+            raise CustomSpaceError(f"Space of type `{type(space)}` cannot live in shared memory.")
+        except CustomSpaceError as exc:
+            raise ValueError(
+                "Using `ProcessVectorEnv(..., shared_memory=True)` caused an error, you can disable this feature "
+                "with `shared_memory=False` however this is slower.") from exc
+
+
+def _batch_len(single: gym.Space, batch: Any) -> int:
+    """How many envs a batch of ``single`` holds (gymnasium's batch structures)."""
+    if isinstance(single, gym.spaces.Dict):
+        return _batch_len(next(iter(single.spaces.values())), batch[next(iter(single.spaces))])
+    if isinstance(single, gym.spaces.Tuple):
+        return _batch_len(single.spaces[0], batch[0])
+    return len(batch)
+
+
+def _observation_mode(mode: Any, dummy: gym.Env, env_fns: list) -> tuple[str, tuple[gym.Space, gym.Space] | None]:
+    """AsyncVectorEnv's ``observation_mode``: ``"same"``, ``"different"`` or a ``(batch space,
+    single space)`` tuple. Returns the mode the slices check (``"same"``/``"different"``/
+    ``"custom"``) and the ``(observation_space, single_observation_space)`` pair where it is
+    not ``batch_space``'s."""
+    if isinstance(mode, tuple) and len(mode) == 2:
+        if not isinstance(mode[0], gym.Space) or not isinstance(mode[1], gym.Space):
+            raise TypeError(
+                f"Expected both elements of observation_mode to be Spaces, got {type(mode[0])} and {type(mode[1])}")
+        return "custom", (mode[0], mode[1])
+    if isinstance(mode, str) and mode == "same":
+        return "same", None
+    if isinstance(mode, str) and mode == "different":
+        # as AsyncVectorEnv: every env is created once here to read its space
+        spaces = [dummy.observation_space]
+        for fn in env_fns[1:]:
+            env = fn()
+            spaces.append(env.observation_space)
+            env.close()
+        return "different", (batch_differing_spaces(spaces), spaces[0])
+    raise ValueError(
+        f"Invalid `observation_mode`, expected: 'same' or 'different' or tuple of single and batch observation "
+        f"space, actual got {mode}")
+
+
 _WORKER_ERROR_CLASSES: dict[type, type] = {}
 
 
 def _rebuild_exception(w: int, lo: int, hi: int, payload) -> BaseException:
     """The worker's exception as one that is both its original class (for builtin,
     gymnasium and fastsample errors) and a :class:`WorkerError`, naming worker and envs."""
-    module, qualname, message, tb = payload
+    module, qualname, message, tb = payload[:4]
     text = f"worker {w} (envs {lo}..{hi - 1}) raised {qualname}: {message}\n--- worker traceback ---\n{tb}"
     try:
         cls = getattr(importlib.import_module(module), qualname)
@@ -192,6 +270,9 @@ class ProcessVectorEnv(VectorEnv):
         copy: bool = True,
         context: str | None = None,
         daemon: bool = True,
+        worker: Callable[..., None] | None = None,
+        observation_mode: str | tuple[gym.Space, gym.Space] = "same",
+        max_concurrency: int | None = None,
         *,
         batch_size: int | None = None,
         pin_workers: bool = False,
@@ -204,6 +285,26 @@ class ProcessVectorEnv(VectorEnv):
 
         self._closed_workers = True  # until workers exist, close() has nothing to do
         self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        if worker is not None:
+            raise ValueError(
+                "ProcessVectorEnv cannot use AsyncVectorEnv's custom `worker`: its workers each step a slice of "
+                "several envs over a shared-memory protocol of their own, while a `worker` function serves one env "
+                "over AsyncVectorEnv's pipe protocol (its commands and shared-memory layout), which no ProcessVectorEnv "
+                "worker speaks. To change how an env is stepped or reset, wrap the env in a gymnasium.Wrapper inside "
+                "env_fns (autoreset rules: autoreset_mode); to run a custom worker function, use "
+                "gymnasium.vector.AsyncVectorEnv."
+            )
+        if max_concurrency is not None:
+            if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, (int, np.integer)):
+                raise ValueError(f"`max_concurrency` must be an integer or None, got {type(max_concurrency)}.")
+            if max_concurrency < 1:
+                raise ValueError(f"`max_concurrency` must be a positive or None, got {max_concurrency}.")
+        self.context = context
+        self.daemon = daemon
+        self.worker = worker
+        self.max_concurrency = max_concurrency
+        self.observation_mode = observation_mode
+        self._python_envs = _sub_factory is None
         if _sub_factory is None:
             env_fns = list(env_fns)
             if not env_fns:
@@ -212,18 +313,24 @@ class ProcessVectorEnv(VectorEnv):
                 raise TypeError("env_fns must be callables that create envs")
             num_envs = len(env_fns)
             dummy = env_fns[0]()
-            self.single_observation_space = dummy.observation_space
             self.single_action_space = dummy.action_space
             self.metadata = dict(dummy.metadata)
             self.render_mode = dummy.render_mode
             self.spec = None
+            obs_mode, batched_obs = _observation_mode(observation_mode, dummy, env_fns)
+            self.single_observation_space = dummy.observation_space if obs_mode != "custom" else batched_obs[1]
             dummy.close()
             mode = self.autoreset_mode
+            single_obs, single_act = self.single_observation_space, self.single_action_space
 
             def sub_factory(lo: int, hi: int):
                 fns = env_fns[lo:hi]
-                return lambda: PythonEnvSlice(fns, autoreset_mode=mode)
+                return lambda: PythonEnvSlice(fns, autoreset_mode=mode, single_observation_space=single_obs,
+                                              single_action_space=single_act, observation_mode=obs_mode)
         else:
+            if observation_mode != "same":
+                raise ValueError("observation_mode applies to Python envs (env_fns); kernels have one observation space")
+            batched_obs = None
             num_envs = _dummy.num_envs
             self.single_observation_space = _dummy.single_observation_space
             self.single_action_space = _dummy.single_action_space
@@ -232,10 +339,22 @@ class ProcessVectorEnv(VectorEnv):
             sub_factory = _sub_factory
         self.metadata["autoreset_mode"] = self.autoreset_mode
         self.num_envs = num_envs
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.observation_space = (batched_obs[0] if batched_obs is not None
+                                  else batch_space(self.single_observation_space, num_envs))
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.copy = bool(copy)
         self.shared_memory = bool(shared_memory)
+        # whether observations travel in shared memory (Text and OneOf, which gymnasium keeps in
+        # shared memory, travel pickled, per worker batch); raises gymnasium's errors for spaces
+        # shared memory cannot hold
+        self._obs_shared = self.shared_memory and _check_shared_memory(self.single_observation_space)
+        self._array_obs = _array_layout(self.single_observation_space)
+        self._array_actions = _array_layout(self.single_action_space)
+        if max_concurrency is not None and num_workers is None:
+            num_workers = min(num_envs, _usable_cpus(), int(max_concurrency))
+        if max_concurrency is not None and isinstance(num_workers, int) and num_workers > max_concurrency:
+            raise ValueError(f"num_workers={num_workers} runs up to {num_workers} envs at once, more than "
+                             f"max_concurrency={max_concurrency}: pass num_workers <= max_concurrency")
 
         if num_workers is None:
             num_workers = min(num_envs, _usable_cpus())
@@ -266,9 +385,9 @@ class ProcessVectorEnv(VectorEnv):
         # once the caller holds none of them (see fastsample.output_slots); the last slot is
         # the scratch slot, whose results are always copied (also every path but the fast step)
         leaf_obs = not isinstance(self.single_observation_space, (gym.spaces.Dict, gym.spaces.Tuple))
-        num_slots = 3 if (self.copy and self.shared_memory and leaf_obs) else 1
+        num_slots = 3 if (self.copy and self._obs_shared and leaf_obs) else 1
         self._shared = SharedBatch(ctx, self.single_observation_space, self.single_action_space, num_envs,
-                                   obs_in_shared_memory=self.shared_memory, num_slots=num_slots)
+                                   obs_in_shared_memory=self._obs_shared, num_slots=num_slots)
         self._slot_views = [self._shared.slot(k) for k in range(num_slots)]
         self._views = self._slot_views[0]
         self._out_slots: OutputSlots | None = None
@@ -334,7 +453,7 @@ class ProcessVectorEnv(VectorEnv):
                     target=W.worker_main,
                     name=f"fastsample-worker-{w}",
                     args=(w, CloudpickleWrapper(sub_factory(lo, hi)), self._shared, lo, hi, _Fd(cmd_fd),
-                          _Fd(done_fd), child_conn, cpus[w % len(cpus)] if pin_workers else None, self.shared_memory,
+                          _Fd(done_fd), child_conn, cpus[w % len(cpus)] if pin_workers else None, self._obs_shared,
                           self._ctrl_mem, num_workers, self._spin_s, os.getpid(), pdeathsig),
                     daemon=daemon,
                 )
@@ -350,7 +469,7 @@ class ProcessVectorEnv(VectorEnv):
             if inline:
                 lo, hi = self._bounds[0]
                 self._local = W.SliceServer(sub_factory(lo, hi)(), [self._shared.views(lo, hi, k) for k in range(num_slots)],
-                                            self.shared_memory, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
+                                            self._obs_shared, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
             starting = [w for w in range(num_workers) if w in self._in_flight]
             self._collect(starting, timeout=120.0)
             self._take(starting)
@@ -403,7 +522,7 @@ class ProcessVectorEnv(VectorEnv):
         try:
             return command()
         except Exception as exc:
-            return W.REPLY_ERROR, W.describe_error(exc)
+            return W.REPLY_ERROR, W.describe_error(exc, self._local.sub if self._local is not None else None)
         except BaseException:  # a second Ctrl-C mid-slice: this slice may be half done
             self._broken = "a call was interrupted twice (a second Ctrl-C) while this process stepped envs"
             raise
@@ -530,10 +649,20 @@ class ProcessVectorEnv(VectorEnv):
         self._ready[w] = (code, payload)
 
     def _raise_first_error(self, results: dict[int, tuple[int, Any]]) -> None:
-        errors = [(w, p) for w, (c, p) in results.items() if c == W.REPLY_ERROR]
+        """Raise the error of the last env (in env order) that raised, after logging every
+        error as ``AsyncVectorEnv`` does (``gymnasium.logger.error``: for each, "Received the
+        following error from Worker-<env index> - Shutting it down" and the worker's traceback,
+        then "Raising the last exception back to the main process."). Unlike AsyncVectorEnv's,
+        the workers stay up: the env remains usable."""
+        errors = sorted((w, p) for w, (c, p) in results.items() if c == W.REPLY_ERROR)
         if errors:
             self._state = _State.IDLE
-            w, payload = errors[0]
+            for w, payload in errors:
+                env = self._bounds[w][0] + (payload[4] if len(payload) > 4 and payload[4] is not None else 0)
+                gym.logger.error(f"Received the following error from Worker-{env} - Shutting it down")
+                gym.logger.error(f"{payload[3]}")
+            gym.logger.error("Raising the last exception back to the main process.")
+            w, payload = errors[-1]
             lo, hi = self._bounds[w]
             raise _rebuild_exception(w, lo, hi, payload)
 
@@ -624,12 +753,21 @@ class ProcessVectorEnv(VectorEnv):
     # -- results -------------------------------------------------------------------------
 
     def _obs_out(self, results: dict[int, tuple[int, Any]]) -> Any:
-        if self.shared_memory:
+        if self._obs_shared:
             return copy_batch(self._views.obs) if self.copy else self._views.obs
         for w, (_, payload) in results.items():
             if payload is not None and payload[0] is not None:
                 self._pending_obs[w] = payload[0]
-        return concat_batches([self._pending_obs[w] for w in range(self.num_workers)])
+        return self._join_obs([self._pending_obs[w] for w in range(self.num_workers)])
+
+    def _join_obs(self, parts: list[Any]) -> Any:
+        """One batch from the workers' pickled batches (in env order)."""
+        if self._array_obs:
+            return concat_batches(parts)
+        # Text, Graph, Sequence, OneOf, custom spaces (and nestings): gymnasium's own batching
+        single = self.single_observation_space
+        items = [x for part in parts for x in iterate(batch_space(single, _batch_len(single, part)), part)]
+        return concatenate(single, items, create_empty_array(single, len(items), fn=np.zeros))
 
     def _infos(self, results: dict[int, tuple[int, Any]]) -> dict[str, Any]:
         infos: dict[str, Any] = {}
@@ -713,13 +851,19 @@ class ProcessVectorEnv(VectorEnv):
                 self._send(w, W.CMD_STEP)
         else:
             self._state = _State.WAITING_STEP
+            items = None if self._array_actions else list(iterate(self.action_space, actions))
+            single = self.single_action_space
             for w in self._order:
                 lo, hi = self._bounds[w]
-                self._send(w, W.CMD_MESSAGE, ("step", _slice_actions(self.action_space, actions, lo, hi)))
+                if items is None:
+                    part = _slice_actions(self.action_space, actions, lo, hi)
+                else:  # Text, Graph, Sequence, OneOf, custom spaces: rebatch this worker's actions
+                    part = concatenate(single, items[lo:hi], create_empty_array(single, hi - lo, fn=np.zeros))
+                self._send(w, W.CMD_MESSAGE, ("step", part))
 
     def step_async(self, actions: Any) -> None:
         self._assert_idle("step_async")
-        if not self._reset_done:
+        if not self._reset_done and not self._python_envs:  # Python envs decide themselves, as in AsyncVectorEnv
             raise gym.error.ResetNeeded("Cannot call step() before calling reset()")
         loaded = self._checker.load(actions)
 
@@ -759,7 +903,7 @@ class ProcessVectorEnv(VectorEnv):
         return out
 
     def step(self, actions):
-        if (self._state is _State.IDLE and self._reset_done and self._arrays_for_actions and self.shared_memory
+        if (self._state is _State.IDLE and (self._reset_done or self._python_envs) and self._arrays_for_actions and self._obs_shared
                 and not self._in_flight and not self._ready and not self._orphans and self._broken is None
                 and not self.closed):
             return self._step_fast(actions)
@@ -887,12 +1031,12 @@ class ProcessVectorEnv(VectorEnv):
         v = self._views
         ids = np.concatenate([np.arange(*self._bounds[w]) for w in taken])
         lo_hi = [self._bounds[w] for w in taken]
-        if self.shared_memory:
+        if self._obs_shared:
             from fastsample.engine.shared import slice_batch
 
             obs = concat_batches([slice_batch(v.obs, lo, hi) for lo, hi in lo_hi])
         else:
-            obs = concat_batches([results[w][1][0] for w in taken])
+            obs = self._join_obs([results[w][1][0] for w in taken])
         rewards = np.concatenate([v.rewards[lo:hi] for lo, hi in lo_hi])
         terminated = np.concatenate([v.terminated[lo:hi] for lo, hi in lo_hi])
         truncated = np.concatenate([v.truncated[lo:hi] for lo, hi in lo_hi])
@@ -1050,6 +1194,8 @@ class ProcessVectorEnv(VectorEnv):
     def close_extras(self, timeout: float | None = None, terminate: bool = False, **kwargs: Any) -> None:
         if self._closed_workers:
             return
+        if self._state is not _State.IDLE:
+            gym.logger.warn(f"Calling `close` while waiting for a pending call to `{self._state.value}` to complete.")
         self._closed_workers = True
         terminate = terminate or self._broken is not None
         interrupted = None

@@ -14,19 +14,54 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from gymnasium.vector.utils import concatenate, iterate
+from gymnasium.vector.utils import batch_differing_spaces, concatenate, iterate
+from gymnasium.spaces.utils import is_space_dtype_shape_equiv
 
 
 class PythonEnvSlice(SyncVectorEnv):
     """``SyncVectorEnv(env_fns, copy=False, autoreset_mode=...)`` with a leaner step that can
     write into bound output buffers (see :meth:`bind_output_buffers`)."""
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], autoreset_mode: AutoresetMode):
-        super().__init__(env_fns, copy=False, autoreset_mode=autoreset_mode)
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], autoreset_mode: AutoresetMode,
+                 single_observation_space: gym.Space | None = None, single_action_space: gym.Space | None = None,
+                 observation_mode: str = "same"):
+        """``single_observation_space``/``single_action_space``: the whole vector env's (its
+        first env's), which every env of this slice must match as ``AsyncVectorEnv`` checks it:
+        equal spaces for ``observation_mode="same"``, the same shape and dtype otherwise
+        (``"different"``, or a custom ``(batch, single)`` pair)."""
+        super().__init__(env_fns, copy=False, autoreset_mode=autoreset_mode,
+                         observation_mode="same" if observation_mode == "same" else "different")
+        if single_observation_space is not None:
+            self._check_against(single_observation_space, single_action_space, observation_mode)
         self._bound_actions: np.ndarray | None = None
         self._bound_results: tuple[np.ndarray, ...] | None = None
         self._finished = [False] * self.num_envs  # envs whose last step ended an episode
+        self.failed_env: int | None = None  # the env (of this slice) whose step or reset raised
         self._box_obs = isinstance(self.single_observation_space, gym.spaces.Box)
+
+    def _check_against(self, single_obs: gym.Space, single_act: gym.Space | None, mode: str) -> None:
+        for i, env in enumerate(self.envs):
+            if mode == "same":
+                if env.observation_space != single_obs:
+                    raise RuntimeError(
+                        f"ProcessVectorEnv(..., observation_mode='same') however the sub-environments observation "
+                        f"spaces are not equivalent. single_observation_space={single_obs}, sub-environment "
+                        f"observation_space={env.observation_space} (env {i} of this slice). If this is "
+                        f"intentional, use `observation_mode='different'` instead.")
+            elif not is_space_dtype_shape_equiv(env.observation_space, single_obs):
+                raise RuntimeError(
+                    f"ProcessVectorEnv(..., observation_mode='different' or custom space) however the "
+                    f"sub-environment's observation spaces do not share a common shape and dtype, "
+                    f"single_observation_space={single_obs}, sub-environment observation space="
+                    f"{env.observation_space} (env {i} of this slice)")
+            if single_act is not None and env.action_space != single_act:
+                raise RuntimeError(
+                    f"Some environments have an action space different from `{single_act}` ({env.action_space}, "
+                    f"env {i} of this slice). In order to batch actions, the action spaces from all environments "
+                    f"must be equal.")
+        if mode != "same":
+            self.single_observation_space = single_obs
+            self.observation_space = batch_differing_spaces([env.observation_space for env in self.envs])
 
     def bind_output_buffers(self, obs: Any, rewards: np.ndarray, terminated: np.ndarray,
                             truncated: np.ndarray, actions: np.ndarray | None = None) -> None:
@@ -43,7 +78,17 @@ class PythonEnvSlice(SyncVectorEnv):
         self._bound_results = (rewards, terminated, truncated)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        obs, infos = super().reset(seed=seed, options=options)
+        self.failed_env = None
+        try:
+            obs, infos = super().reset(seed=seed, options=options)
+        except Exception as exc:  # which env raised: the loop index of SyncVectorEnv.reset's frame
+            tb = exc.__traceback__
+            while tb is not None:
+                if tb.tb_frame.f_code is SyncVectorEnv.reset.__code__:
+                    i = tb.tb_frame.f_locals.get("i")
+                    self.failed_env = i if isinstance(i, int) else None
+                tb = tb.tb_next
+            raise
         self._finished = self._autoreset_envs.tolist()
         return obs, infos
 
@@ -68,6 +113,7 @@ class PythonEnvSlice(SyncVectorEnv):
         infos: dict[str, Any] = {}
         for i, action in enumerate(iterate(self.action_space, actions)):
             env = envs[i]
+            self.failed_env = i  # which env raised, if one does
             if finished[i] and next_step:
                 env_obs[i], info = env.reset()
                 rewards[i] = 0.0
@@ -80,6 +126,7 @@ class PythonEnvSlice(SyncVectorEnv):
                     env_obs[i], info = env.reset()
             if info:
                 infos = self._add_info(infos, info, i)
+        self.failed_env = None
         self._write_observations()
         self._autoreset_envs = np.logical_or(terminated, truncated)
         self._finished = self._autoreset_envs.tolist()

@@ -108,9 +108,12 @@ def copy_into(dst: Any, src: Any) -> None:
         np.copyto(dst, src, casting="unsafe")
 
 
-def describe_error(exc: BaseException) -> tuple[str, str, str, str]:
-    """What travels back for an exception: module, class name, message, traceback text."""
-    return (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc())
+def describe_error(exc: BaseException, sub: Any = None) -> tuple[str, str, str, str, int | None]:
+    """What travels back for an exception: module, class name, message, traceback text, and
+    the env of the slice that raised it (``sub.failed_env`` where the slice tracks it)."""
+    env = getattr(sub, "failed_env", None)
+    return (type(exc).__module__, type(exc).__qualname__, str(exc), traceback.format_exc(),
+            env if isinstance(env, int) else None)
 
 
 class SliceServer:
@@ -298,6 +301,6 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
                 return
         except Exception as exc:
             try:
-                reply(REPLY_ERROR, describe_error(exc))
+                reply(REPLY_ERROR, describe_error(exc, server.sub))
             except OSError:  # nobody to tell: the parent is gone
                 os._exit(0)
