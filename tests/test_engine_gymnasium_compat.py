@@ -128,6 +128,8 @@ def test_async_vector_env_constructor_arguments():
         env.close()
     with pytest.raises(ValueError, match="max_concurrency"):
         ProcessVectorEnv(fns, num_workers=2, max_concurrency=1)
+    with pytest.raises(TypeError, match="pass shared_memory= by keyword"):  # AsyncVectorEnv(fns, False)
+        ProcessVectorEnv(fns, False)
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="`max_concurrency` must be"):
             ProcessVectorEnv(fns, max_concurrency=bad)

@@ -241,11 +241,21 @@ class ProcessVectorEnv(VectorEnv):
         env_fns: functions that create the envs.
         num_workers: worker processes (default: ``min(len(env_fns), CPUs this process may use)``).
         autoreset_mode: ``AutoresetMode`` or its string value.
-        shared_memory: observations through shared memory (default); ``False`` pickles them
-            (for spaces shared memory cannot hold).
+        shared_memory: observations through shared memory (default); ``False`` pickles them,
+            per worker batch. ``Text`` and ``OneOf`` always travel pickled; ``Graph`` and
+            ``Sequence`` need ``False`` (gymnasium's ``TypeError`` otherwise), custom spaces too
+            (its ``ValueError``).
         copy: return fresh arrays (default) or views of the shared buffers.
         context: multiprocessing start method (default ``"fork"`` on Linux, else the platform's).
         daemon: worker processes are daemonic (they die with the parent).
+        worker: AsyncVectorEnv's custom worker function; it cannot apply here (a ``ValueError``
+            says why and what to use instead).
+        observation_mode: as AsyncVectorEnv's: ``"same"`` (every env's observation space equals
+            env 0's), ``"different"`` (same shape and dtype, ``batch_differing_spaces``; every env
+            is created once to read its space) or an ``(observation_space,
+            single_observation_space)`` pair.
+        max_concurrency: as AsyncVectorEnv's, at most this many envs step at once: it caps the
+            default ``num_workers`` (each worker steps its envs one after another).
         batch_size: envs per ``recv()`` for the asynchronous ``send``/``recv`` API; a multiple
             of the envs per worker. Default ``num_envs``.
         pin_workers: pin worker ``w`` to the ``w``-th CPU this process may run on (its affinity
@@ -358,7 +368,10 @@ class ProcessVectorEnv(VectorEnv):
 
         if num_workers is None:
             num_workers = min(num_envs, _usable_cpus())
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        if isinstance(num_workers, bool):
+            raise TypeError(f"num_workers={num_workers!r}: ProcessVectorEnv's second positional argument is "
+                            f"num_workers, where AsyncVectorEnv's is shared_memory; pass shared_memory= by keyword")
+        if not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
         if num_workers > num_envs:
             raise ValueError(f"num_workers={num_workers} is more than num_envs={num_envs}")
