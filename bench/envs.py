@@ -98,10 +98,12 @@ def compile_times(env_ids=CLASSIC) -> dict[str, dict[str, float]]:
 
 
 def kernel_ids() -> list[str]:
-    """Every registered kernel except the tutorial example (GridWorld)."""
+    """Every registered kernel except the tutorial example (GridWorld) and MinAtar's -v0 ids
+    (the same games as -v1 with all six actions)."""
     import envs_numba
 
-    return [k for k in envs_numba.KERNELS if k != "GridWorld-v0"]
+    return [k for k in envs_numba.KERNELS
+            if k != "GridWorld-v0" and not (k.startswith("MinAtar-") and k.endswith("-v0"))]
 
 
 def gym_reference(env_id: str) -> str | None:
