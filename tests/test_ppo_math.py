@@ -58,7 +58,8 @@ def test_sync_runner_bootstraps_truncated_episodes():
     from fastsample.runners.sync import SyncRunner
     from fastsample.train_config import make_config
 
-    cfg = make_config("CartPole-v1", num_envs=4, num_steps=8, num_minibatches=1, total_steps=10_000)
+    # the torch backend: the test sets the torch critic's weights (the compiled backend keeps its own copy)
+    cfg = make_config("CartPole-v1", num_envs=4, num_steps=8, num_minibatches=1, total_steps=10_000, backend="torch")
     runner = SyncRunner(cfg, torch.device("cpu"))
     runner.env.max_episode_steps = 3
     runner.env._max_steps = 3  # truncate every episode after 3 steps
