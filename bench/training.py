@@ -123,8 +123,10 @@ def r8_config(settings, mode: str):
 
 def r8_note(settings, mode: str) -> str:
     cfg = r8_config(settings, mode)
-    layout = (f"{cfg.num_workers} env workers, learner in the main process" if mode == "sync" else
-              f"{cfg.num_workers} sampler processes (envs + policy copy each), learner in the main process")
+    layout = (f"{cfg.num_workers} env workers, learner in the main process (backend auto: the compiled "
+              f"Numba learner and rollout policy)" if mode == "sync" else
+              f"{cfg.num_workers} sampler processes (envs + policy copy each), learner in the main process "
+              f"(backend auto: torch)")
     return (f"trainer's CartPole preset PPO ({cfg.update_epochs} epochs, {cfg.num_minibatches} minibatch, lr "
             f"{cfg.learning_rate:g}) with num_envs {cfg.num_envs} x num_steps {cfg.num_steps} and the 64x64 "
             f"networks of R6/R7; {layout}; run in a fresh process set up as `fastsample train` sets it up "
