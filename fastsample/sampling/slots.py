@@ -9,8 +9,11 @@
   statistics, with a version counter (a seqlock: odd while the learner writes).
 * :class:`Control` — the learner's stop flag and each sampler's "ready" flag.
 
-Everything lives in ``multiprocessing.RawArray`` memory, which is unlinked from ``/dev/shm`` as
-soon as it is created, and no named semaphore is used (``multiprocessing`` Queues, Events and
+The trajectory slots, by far the largest buffers, live in one ``SharedBlock`` (the engine's
+anonymous shared memory, reserved up front: a small /dev/shm does not limit it, and memory that
+cannot be had is a clear ``SharedMemoryError`` at start-up, never a bus error mid-run). The small
+weights and control arrays are ``multiprocessing.RawArray`` memory, which is unlinked from
+``/dev/shm`` as soon as it is created. No named semaphore is used (``multiprocessing`` Queues, Events and
 Semaphores of the spawn context create ``/dev/shm/sem.mp-*`` files that only the resource
 tracker removes, once every process holding its pipe is gone): nothing is left behind however
 the processes end.
@@ -24,47 +27,53 @@ import time
 
 import numpy as np
 
+from fastsample.engine.shared import SharedBlock, _Planner
+
 __all__ = ["TrajectorySlots", "SharedWeights", "Control"]
-
-
-def _raw(ctype, shape: tuple[int, ...]):
-    return mp.RawArray(ctype, int(np.prod(shape)))
 
 
 class TrajectorySlots:
     FIELDS = {
-        # name: (ctype, numpy dtype, per-slot shape builder)
-        "obs": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n, o)),
-        "actions": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n, a)),
-        "logprobs": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
-        "rewards": (ctypes.c_double, np.float64, lambda T, n, o, a: (T, n)),
-        "dones": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
-        "truncated": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
-        "trunc_values": (ctypes.c_float, np.float32, lambda T, n, o, a: (T, n)),
-        "ep_returns": (ctypes.c_double, np.float64, lambda T, n, o, a: (T, n)),
+        # name: (numpy dtype, per-slot shape builder)
+        "obs": (np.float32, lambda T, n, o, a: (T, n, o)),
+        "actions": (np.float32, lambda T, n, o, a: (T, n, a)),
+        "logprobs": (np.float32, lambda T, n, o, a: (T, n)),
+        "rewards": (np.float64, lambda T, n, o, a: (T, n)),
+        "dones": (np.float32, lambda T, n, o, a: (T, n)),
+        "truncated": (np.float32, lambda T, n, o, a: (T, n)),
+        "trunc_values": (np.float32, lambda T, n, o, a: (T, n)),
+        "ep_returns": (np.float64, lambda T, n, o, a: (T, n)),
         # --norm-reward: each env's running discounted return after step t (reset after a done),
         # kept by the sampler that owns the env, so slots chain in the order they were filled
-        "disc_returns": (ctypes.c_double, np.float64, lambda T, n, o, a: (T, n)),
-        "last_obs": (ctypes.c_float, np.float32, lambda T, n, o, a: (n, o)),
-        "meta": (ctypes.c_longlong, np.int64, lambda T, n, o, a: (2,)),  # policy version, sampler id
+        "disc_returns": (np.float64, lambda T, n, o, a: (T, n)),
+        "last_obs": (np.float32, lambda T, n, o, a: (n, o)),
+        "meta": (np.int64, lambda T, n, o, a: (2,)),  # policy version, sampler id
     }
 
     def __init__(self, num_slots: int, T: int, n: int, obs_dim: int, act_dim: int):
         self.shape_args = (num_slots, T, n, obs_dim, act_dim)
-        self.raw = {name: _raw(ct, (num_slots, *shp(T, n, obs_dim, act_dim)))
-                    for name, (ct, _, shp) in self.FIELDS.items()}
+        planner = _Planner()
+        self.offsets = {name: planner.take(np.dtype(dt).itemsize * int(np.prod(self._shape(shp))))
+                        for name, (dt, shp) in self.FIELDS.items()}
+        self.block = SharedBlock(planner.size, f"the trainer's {num_slots} trajectory slots")
         self._views()
 
-    def _views(self) -> None:
+    def _shape(self, shp) -> tuple[int, ...]:
         S, T, n, o, a = self.shape_args
-        self.views = {name: np.frombuffer(self.raw[name], dtype=dt).reshape(S, *shp(T, n, o, a))
-                      for name, (_, dt, shp) in self.FIELDS.items()}
+        return (S, *shp(T, n, o, a))
+
+    def _views(self) -> None:
+        self.views = {}
+        for name, (dt, shp) in self.FIELDS.items():
+            shape = self._shape(shp)
+            self.views[name] = np.frombuffer(self.block.buf, dtype=dt, count=int(np.prod(shape)),
+                                             offset=self.offsets[name]).reshape(shape)
 
     def __getstate__(self):
-        return {"shape_args": self.shape_args, "raw": self.raw}
+        return {"shape_args": self.shape_args, "offsets": self.offsets, "block": self.block}
 
     def __setstate__(self, state):
-        self.shape_args, self.raw = state["shape_args"], state["raw"]
+        self.shape_args, self.offsets, self.block = state["shape_args"], state["offsets"], state["block"]
         self._views()
 
 
