@@ -28,10 +28,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from gymnasium import spaces
 from numba import njit
 
 from envs_numba import rng as rng_mod
-from envs_numba.core import parse_kwargs
+from envs_numba.core import EnvKernel, parse_kwargs
 
 # action numbering of the minatar package (``Environment.num_actions() == 6``)
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = 0, 1, 2, 3, 4, 5
@@ -109,3 +110,26 @@ def new_tape(outcomes) -> np.ndarray:
 def tape_used(tape: np.ndarray) -> int:
     """How many outcomes were read from ``tape``."""
     return int(tape[0]) - 1
+
+
+def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int, reset, step, reset_env, step_env,
+                 minimal_actions: tuple[int, ...]):
+    """The ``EnvKernel`` pair of one game: ``MinAtar-<name>-v1`` (its minimal action set) and
+    ``-v0`` (all six actions). ``reset_env``/``step_env`` (one env, random outcomes given or
+    drawn) are kept in ``extra`` for the tests that replay the reference's draws."""
+    def kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
+        env_id = f"MinAtar-{name}-{version}"
+        return EnvKernel(
+            id=env_id,
+            observation_space=spaces.Box(0, 1, (10, 10, len(channels)), dtype=np.bool_),
+            action_space=spaces.Discrete(len(action_set)),
+            state_dim=state_dim,
+            reset=reset,
+            step=step,
+            max_episode_steps=None,
+            make_params=lambda **kw: make_params_for(env_id, action_set, kw),
+            extra={"game": game, "channels": channels, "action_set": action_set,
+                   "reset_env": reset_env, "step_env": step_env},
+        )
+
+    return kernel("v1", minimal_actions), kernel("v0", FULL_ACTION_SET)

@@ -45,10 +45,8 @@ None. No ramping.
 from __future__ import annotations
 
 import numpy as np
-from gymnasium import spaces
 from numba import njit
 
-from envs_numba.core import EnvKernel
 from envs_numba.minatar import _common as C
 
 CHANNELS = ("chicken", "car", "speed1", "speed2", "speed3", "speed4", "speed5")
@@ -170,22 +168,6 @@ def step(mask, actions, state, rng, params, obs, rewards, terminated):
             terminated[i] = t
 
 
-def _kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
-    env_id = f"MinAtar-Freeway-{version}"
-    return EnvKernel(
-        id=env_id,
-        observation_space=spaces.Box(0, 1, (10, 10, N_CH), dtype=np.bool_),
-        action_space=spaces.Discrete(len(action_set)),
-        state_dim=STATE_DIM,
-        reset=reset,
-        step=step,
-        max_episode_steps=None,
-        make_params=lambda **kw: C.make_params_for(env_id, action_set, kw),
-        extra={"game": "freeway", "channels": CHANNELS, "action_set": action_set,
-               "reset_env": _reset_env, "step_env": _step_env},
-    )
-
-
-KERNEL_V1 = _kernel("v1", MINIMAL_ACTIONS)
-KERNEL_V0 = _kernel("v0", C.FULL_ACTION_SET)
+KERNEL_V1, KERNEL_V0 = C.game_kernels("Freeway", "freeway", CHANNELS, STATE_DIM, reset, step, _reset_env, _step_env,
+                                      MINIMAL_ACTIONS)
 KERNELS = (KERNEL_V1, KERNEL_V0)
