@@ -742,10 +742,10 @@ def _ppo_minibatch(params, grads, exp_avg, exp_avg_sq, critic, actor, log_std_of
 
 
 @njit(**_KW)
-def _forward(params, critic, actor, act, obs, ws, out, value):
-    """Actor output (M, K) and values (M,) of ``obs`` (M, obs_dim)."""
+def _forward_both(params, critic, actor, act, obs, ws, value):
+    """Both MLPs on ``obs`` (M, obs_dim): writes the values (M,) and returns the actor output's
+    offset in ``ws`` and the row stride (the output is (K, S) there, one row per output)."""
     M, obs_dim = obs.shape
-    K = out.shape[1]
     S = _row_stride(M)
     x = ws[:obs_dim * S].reshape((obs_dim, S))
     _transpose(obs, x, M, obs_dim)
@@ -757,7 +757,15 @@ def _forward(params, critic, actor, act, obs, ws, out, value):
     v = ws[v_off:v_off + M]
     for b in range(M):
         value[b] = v[b]
-    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    return a_base + actor[actor.shape[0] - 1, 4] * S, S
+
+
+@njit(**_KW)
+def _forward(params, critic, actor, act, obs, ws, out, value):
+    """Actor output (M, K) and values (M,) of ``obs`` (M, obs_dim)."""
+    M = obs.shape[0]
+    K = out.shape[1]
+    o_off, S = _forward_both(params, critic, actor, act, obs, ws, value)
     _transpose(ws[o_off:o_off + K * S].reshape((K, S)), out, K, M)
 
 
@@ -768,20 +776,9 @@ def _act(params, critic, actor, act, discrete, log_std_off, obs, noise, greedy, 
     categorical head's Gumbel-max, standard normals for the Gaussian; ``greedy`` takes the argmax
     (first on ties, as torch) or the mean and ignores ``noise``. Writes ``actions_i`` (M,) or
     ``actions_f`` (M, K), ``logp`` and ``value`` (M,)."""
-    M, obs_dim = obs.shape
+    M = obs.shape[0]
     K = actor[actor.shape[0] - 1, 3]
-    S = _row_stride(M)
-    x = ws[:obs_dim * S].reshape((obs_dim, S))
-    _transpose(obs, x, M, obs_dim)
-    c_base = obs_dim * S
-    _mlp_fwd(params, critic, x, ws, c_base, M, S, act)
-    a_base = c_base + (critic[critic.shape[0] - 1, 4] + 1) * S
-    _mlp_fwd(params, actor, x, ws, a_base, M, S, act)
-    v_off = c_base + critic[critic.shape[0] - 1, 4] * S
-    v = ws[v_off:v_off + M]
-    for b in range(M):
-        value[b] = v[b]
-    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    o_off, S = _forward_both(params, critic, actor, act, obs, ws, value)
     out = ws[o_off:o_off + K * S].reshape((K, S))
     # one sample at a time, its K logits in registers: the loops over k read a column (strided)
     # and choose with selects between values held in registers, never stored ones
