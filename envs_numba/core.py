@@ -15,6 +15,10 @@ a whole batch at once and write into arrays the caller preallocated:
     and the buffers change between calls, see ``fastsample.output_slots``). A stochastic env
     draws from row ``i`` of ``rng`` (the same stream its resets draw from).
 
+``render_rgb(state, params, i)`` (optional, plain Python calling ``@njit`` code)
+    Env ``i``'s frame for ``render_mode="rgb_array"``, drawn from its state column. Families
+    that reproduce a gymnasium env instead set ``load_render_state`` and reuse its renderer.
+
 ``state`` is structure-of-arrays: a float64 array of shape ``(state_dim, num_envs)``, one row
 per state variable, so the physics of consecutive envs reads consecutive memory.
 ``bounds`` is the float64 array returned by ``reset_bounds(options)`` (the reset
@@ -66,6 +70,10 @@ class EnvKernel:
     """Frames per second for renderers and video recorders."""
     load_render_state: Callable[[Any, np.ndarray, np.ndarray], None] | None = None
     """``(unwrapped_gym_env, state_column, params)``: make a gymnasium env show our state."""
+    render_rgb: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None
+    """Optional ``(state, params, i) -> (H, W, 3) uint8``: draw env ``i``'s frame from its
+    state column ``state[:, i]`` (read only). For families without a gymnasium renderer
+    (MinAtar); when set, ``render()`` uses it instead of ``load_render_state``."""
     fix_reset_obs: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
     """Optional Python hook ``(state, obs, mask)`` run after every reset kernel call, for
     the rare observation that only NumPy itself computes bit-exactly (Acrobot)."""

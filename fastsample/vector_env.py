@@ -319,6 +319,9 @@ class NumbaVectorEnv(VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
             return None
+        if self.kernel.render_rgb is not None:  # the kernel draws its own frames
+            draw = self.kernel.render_rgb
+            return tuple(draw(self._state, self._params, i) for i in range(self.num_envs))
         if self.kernel.load_render_state is None:
             raise NotImplementedError(f"{self.kernel.id} has no renderer")
         if self._render_env is None:

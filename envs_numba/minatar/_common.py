@@ -112,11 +112,69 @@ def tape_used(tape: np.ndarray) -> int:
     return int(tape[0]) - 1
 
 
+# --- rendering ----------------------------------------------------------------------------
+
+CELL_PX = 16  # a frame is 10x10 cells of 16x16 pixels: (160, 160, 3) uint8
+
+
+def palette(n_channels: int) -> np.ndarray:
+    """``(n_channels + 1, 3)`` uint8 colours: row 0 black (empty cell), row ``c + 1`` channel
+    ``c``'s colour. As the ``minatar`` package's renderer, one distinct colour per channel along
+    a cubehelix ramp (D. A. Green's formula, default start 0.5, rotations -1.5, hue 1, gamma
+    1), sampled from 0.25 to 0.9 of its lightness so that every colour stands out from black."""
+    lam = np.linspace(0.25, 0.9, n_channels)
+    phi = 2.0 * np.pi * (0.5 / 3.0 - 1.5 * lam)
+    amp = lam * (1.0 - lam) / 2.0
+    cos, sin = np.cos(phi), np.sin(phi)
+    rgb = np.stack([lam + amp * (-0.14861 * cos + 1.78277 * sin),
+                    lam + amp * (-0.29227 * cos - 0.90649 * sin),
+                    lam + amp * (1.97294 * cos)], axis=1)
+    out = np.zeros((n_channels + 1, 3), dtype=np.uint8)
+    out[1:] = np.round(np.clip(rgb, 0.0, 1.0) * 255.0)
+    return out
+
+
+@njit(cache=True)
+def paint(cells, colours, frame):
+    """Fill ``frame`` (``(10 * s, 10 * s, 3)`` uint8) from ``cells`` (``(10, 10, C)`` bool): each
+    cell an ``s x s`` block in the colour of the highest channel set in it (as the package's
+    renderer picks), black when none is."""
+    s = frame.shape[0] // 10
+    for y in range(10):
+        for x in range(10):
+            top = 0
+            for c in range(cells.shape[2]):
+                if cells[y, x, c]:
+                    top = c + 1
+            for py in range(y * s, (y + 1) * s):
+                for px in range(x * s, (x + 1) * s):
+                    for k in range(3):
+                        frame[py, px, k] = colours[top, k]
+
+
+def make_render(write_obs, n_channels: int):
+    """The kernel's ``render_rgb(state, params, i)``: env ``i``'s observation, written by the
+    game's own ``write_obs`` from a copy of its state column, painted by :func:`paint`."""
+    colours = palette(n_channels)
+
+    def render_rgb(state: np.ndarray, params: np.ndarray, i: int) -> np.ndarray:
+        column = np.ascontiguousarray(state[:, i:i + 1])  # same array type: no new compilation
+        cells = np.zeros((1, 10, 10, n_channels), dtype=np.bool_)
+        write_obs(0, column, cells)
+        frame = np.empty((10 * CELL_PX, 10 * CELL_PX, 3), dtype=np.uint8)
+        paint(cells[0], colours, frame)
+        return frame
+
+    return render_rgb
+
+
 def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int, reset, step, reset_env, step_env,
-                 minimal_actions: tuple[int, ...]):
+                 minimal_actions: tuple[int, ...], write_obs):
     """The ``EnvKernel`` pair of one game: ``MinAtar-<name>-v1`` (its minimal action set) and
     ``-v0`` (all six actions). ``reset_env``/``step_env`` (one env, random outcomes given or
-    drawn) are kept in ``extra`` for the tests that replay the reference's draws."""
+    drawn) are kept in ``extra`` for the tests that replay the reference's draws; ``write_obs(i,
+    state, obs)`` (env ``i``'s observation from its state) draws ``render_mode="rgb_array"``
+    frames."""
     def kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
         env_id = f"MinAtar-{name}-{version}"
         return EnvKernel(
@@ -128,6 +186,8 @@ def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int
             step=step,
             max_episode_steps=None,
             make_params=lambda **kw: make_params_for(env_id, action_set, kw),
+            render_rgb=make_render(write_obs, len(channels)),
+            render_fps=15,
             extra={"game": game, "channels": channels, "action_set": action_set,
                    "reset_env": reset_env, "step_env": step_env},
         )

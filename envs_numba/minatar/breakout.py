@@ -170,5 +170,5 @@ def step(mask, actions, state, rng, params, obs, rewards, terminated):
 
 
 KERNEL_V1, KERNEL_V0 = C.game_kernels("Breakout", "breakout", CHANNELS, STATE_DIM, reset, step, _reset_env, _step_env,
-                                      MINIMAL_ACTIONS)
+                                      MINIMAL_ACTIONS, _write_obs)
 KERNELS = (KERNEL_V1, KERNEL_V0)
