@@ -64,7 +64,13 @@ def single_env_rate(env_id: str, *, repeats: int, min_time: float, name: str | N
 
 
 def sync_vector_env(env_id: str, num_envs: int):
-    """gymnasium's SyncVectorEnv of ``gym.make(env_id)`` (copy=True, NEXT_STEP autoreset)."""
+    """gymnasium's SyncVectorEnv of ``gym.make(env_id)`` (copy=True, NEXT_STEP autoreset); for
+    fastsample's MinAtar ids (``MinAtar-<Game>-v1``) the ``minatar`` package's own envs in a
+    Python loop (:class:`bench.minatar_compare.PackageVector`: ``act`` + ``state`` per step)."""
+    if env_id.startswith("MinAtar-"):
+        from bench.minatar_compare import PackageVector
+
+        return PackageVector(env_id, num_envs)
     return gym.make_vec(env_id, num_envs, vectorization_mode="sync")
 
 
@@ -107,8 +113,17 @@ def kernel_ids() -> list[str]:
 
 
 def gym_reference(env_id: str) -> str | None:
-    """The gymnasium id of ``env_id``'s reference env, when gymnasium has one registered."""
+    """The gymnasium id of ``env_id``'s reference env, when gymnasium has one registered. For
+    fastsample's MinAtar ids (``MinAtar-<Game>-v1``), ``"minatar package"`` when the ``minatar``
+    package is installed: :func:`sync_vector_env` then measures the package itself."""
     import fastsample  # noqa: F401  (registers fastsample/<Id>, which we must not pick)
+
+    if env_id.startswith("MinAtar-"):
+        try:
+            import minatar  # noqa: F401
+        except ImportError:
+            return None
+        return "minatar package"
 
     if env_id.startswith("MinAtar/") and env_id not in gym.registry:
         try:  # the reference package registers MinAtar/<Game>-v0/-v1 on request

@@ -62,6 +62,52 @@ def fastsample_rate(game: str, num_envs: int, seconds: float) -> float:
         env.close()
 
 
+class PackageVector:
+    """``num_envs`` of the ``minatar`` package's ``Environment`` stepped one after another in a
+    Python loop, with the interface ``bench.envs.vector_rate`` needs: the package beside
+    fastsample in the "Every env" table (it has no vector env of its own). Each step costs
+    what a user of the package pays per env: ``act()`` with an agent action (minimal action
+    set for ``-v1``, all six for ``-v0``), ``reset()`` when the episode ends, and ``state()``,
+    the observation. Package defaults: sticky actions 0.1, difficulty ramping. Observations
+    are kept as the package returns them (a list of arrays, no batching copy)."""
+
+    def __init__(self, env_id: str, num_envs: int):
+        import gymnasium as gym
+        from minatar import Environment
+
+        name, version = env_id.removeprefix("MinAtar-").rsplit("-", 1)
+        game = {v: k for k, v in GAMES.items()}[name]
+        self.envs = [Environment(game) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.actions = list(self.envs[0].minimal_action_set()) if version == "v1" else list(range(6))
+        self.action_space = gym.spaces.MultiDiscrete([len(self.actions)] * num_envs, seed=0)
+        self.obs: list = [None] * num_envs
+        self.rewards = [0.0] * num_envs
+        self.terminations = [False] * num_envs
+
+    def reset(self, *, seed: int | None = None):
+        for i, env in enumerate(self.envs):
+            if seed is not None:
+                env.seed(seed + i)
+            env.reset()
+            self.obs[i] = env.state()
+        return self.obs, {}
+
+    def step(self, actions):
+        table, obs, rewards, terms = self.actions, self.obs, self.rewards, self.terminations
+        for i, env in enumerate(self.envs):
+            reward, done = env.act(table[actions[i]])
+            if done:
+                env.reset()
+            obs[i] = env.state()
+            rewards[i] = reward
+            terms[i] = done
+        return obs, rewards, terms, None, {}
+
+    def close(self) -> None:
+        self.envs = []
+
+
 def minatar_rate(game: str, seconds: float) -> float:
     from minatar import Environment
 

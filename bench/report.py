@@ -387,7 +387,16 @@ class Report:
         return [f"## Every env: fastsample vs gymnasium SyncVectorEnv (num_envs = {s.table_n}, one core)", "",
                 *_table(["env", "fastsample steps/s", "min", "max", "SyncVectorEnv", "envpool "
                          f"({s.cores} threads)", "vs SyncVectorEnv", "vs envpool"], rows),
-                "", "fastsample runs in-process on one core; envpool uses its thread pool.", ""]
+                "", "fastsample runs in-process on one core; envpool uses its thread pool.", *self._minatar_note(rows)]
+
+    @staticmethod
+    def _minatar_note(rows) -> list[str]:
+        if not any(str(r[0]).startswith("MinAtar-") for r in rows):
+            return [""]
+        return ["", "MinAtar rows: the SyncVectorEnv column is the `minatar` package itself (it has no vector "
+                "env): `num_envs` of its `Environment` stepped in a Python loop on one core, `act()` + "
+                "`state()` per step and `reset()` when done (sticky actions 0.1, random actions), so "
+                "\"vs SyncVectorEnv\" is fastsample's throughput per core over the package's.", ""]
 
     def basics(self) -> list[str]:
         s = self.s
