@@ -151,85 +151,45 @@ def test_bad_constructor_arguments():
         fastsample.make_vec(3, 2)
 
 
-class EchoEnv(gym.Env):
-    """Keeps the last action it received, as it received it."""
+# Action dtypes (issue 14 item 8). Numba kernels read actions from shared memory, so
+# fastsample.actions.ActionBuffer checks and casts each batch by gymnasium's rules first (below).
+# Python envs (ProcessVectorEnv over env_fns) get each action as AsyncVectorEnv hands it over,
+# unchecked and uncast, and the env decides: tests/test_process_vector_env_actions.py (issue 10).
 
-    def __init__(self, action_space):
-        self.action_space = action_space
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float64)
-        self.last_action = None
+def test_box_float16_actions_are_cast_and_non_finite_ones_rejected():
+    from fastsample.actions import ActionBuffer
 
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(1), {}
-
-    def step(self, action):
-        self.last_action = action
-        return np.zeros(1), 0.0, False, False, {}
-
-
-def echo_vec(space, inline):
-    import functools
-
-    fns = [functools.partial(EchoEnv, space)] * 4
-    env = fastsample.ProcessVectorEnv(fns, num_workers=2, inline=inline)
-    env.reset(seed=0)
-    return env
+    buf = ActionBuffer(gym.spaces.Box(-1, 1, (2,), np.float16), 4)
+    actions = np.linspace(-1.5, 1.5, 8).reshape(4, 2)  # float64, some outside the bounds
+    loaded = buf.load(actions)
+    assert loaded.dtype == np.float16
+    np.testing.assert_array_equal(loaded, actions.astype(np.float16))
+    with pytest.raises(gym.error.InvalidAction, match=r"env 2 is not finite as float16"):
+        buf.load(np.array([[0, 0], [0, 0], [70000.0, 0], [0, 0]]))  # inf in float16
+    np.testing.assert_array_equal(buf.array, actions.astype(np.float16))  # untouched
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["workers", "inline"])
-def test_box_float16_actions_step_as_float16(inline):
-    env = echo_vec(gym.spaces.Box(-1, 1, (2,), np.float16), inline)
-    try:
-        actions = np.linspace(-1.5, 1.5, 8).reshape(4, 2)  # float64, some outside the bounds
-        env.step(actions)
-        got = env.get_attr("last_action")
-        for i in range(4):
-            assert got[i].dtype == np.float16
-            np.testing.assert_array_equal(got[i], actions[i].astype(np.float16))
-        with pytest.raises(gym.error.InvalidAction, match=r"env 2 is not finite as float16"):
-            env.step(np.array([[0, 0], [0, 0], [70000.0, 0], [0, 0]]))  # inf in float16
-        env.step(actions.astype(np.float32))  # still usable
-    finally:
-        env.close()
+def test_integer_box_rejects_floats_and_values_its_dtype_cannot_hold():
+    from fastsample.actions import ActionBuffer
+
+    buf = ActionBuffer(gym.spaces.Box(0, 10, (2,), np.int64), 4)
+    assert buf.load(np.full((4, 2), 3, dtype=np.int32)).dtype == np.int64
+    for bad in (np.full((4, 2), 3.9), np.full((4, 2), 1e30), np.full((4, 2), 3.0, dtype=np.float32)):
+        with pytest.raises(TypeError, match=r"must be integers, got dtype float.*truncate"):
+            buf.load(bad)
+    assert buf.array.tolist() == [[3, 3]] * 4  # untouched
+    buf = ActionBuffer(gym.spaces.Box(-5, 5, (1,), np.int8), 4)
+    with pytest.raises(gym.error.InvalidAction, match=r"action \[300\] of env 1 does not fit .* int8"):
+        buf.load(np.array([[0], [300], [0], [0]]))
+    # out of the bounds but an int8: the env decides
+    assert buf.load(np.array([[0], [-128], [127], [0]])).tolist() == [[0], [-128], [127], [0]]
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["workers", "inline"])
-def test_integer_box_rejects_floats_and_values_its_dtype_cannot_hold(inline):
-    env = echo_vec(gym.spaces.Box(0, 10, (2,), np.int64), inline)
-    try:
-        env.step(np.full((4, 2), 3, dtype=np.int32))
-        assert all(a.dtype == np.int64 and a.tolist() == [3, 3] for a in env.get_attr("last_action"))
-        for bad in (np.full((4, 2), 3.9), np.full((4, 2), 1e30), np.full((4, 2), 3.0, dtype=np.float32)):
-            with pytest.raises(TypeError, match=r"must be integers, got dtype float.*truncate"):
-                env.step(bad)
-        assert all(a.tolist() == [3, 3] for a in env.get_attr("last_action"))  # nothing stepped
-    finally:
-        env.close()
-    env = echo_vec(gym.spaces.Box(-5, 5, (1,), np.int8), inline)
-    try:
-        with pytest.raises(gym.error.InvalidAction, match=r"action \[300\] of env 1 does not fit .* int8"):
-            env.step(np.array([[0], [300], [0], [0]]))
-        env.step(np.array([[0], [-128], [127], [0]]))  # out of the bounds but an int8: the env decides
-        assert [a.tolist() for a in env.get_attr("last_action")] == [[0], [-128], [127], [0]]
-    finally:
-        env.close()
+def test_discrete_int32_actions_are_cast_to_int32_and_checked():
+    from fastsample.actions import ActionBuffer
 
-
-@pytest.mark.parametrize("inline", [False, True], ids=["workers", "inline"])
-def test_discrete_int32_envs_receive_int32_as_with_async_vector_env(inline):
-    space = gym.spaces.Discrete(3, dtype=np.int32)
-    env = echo_vec(space, inline)
-    try:
-        env.step(np.array([0, 1, 2, 1]))
-        got = env.get_attr("last_action")
-        assert [type(a) for a in got] == [np.int32] * 4 and [int(a) for a in got] == [0, 1, 2, 1]
-        with pytest.raises(gym.error.InvalidAction, match="action 3 of env 0"):
-            env.step(np.array([3, 0, 0, 0]))
-    finally:
-        env.close()
-    ref = gym.vector.SyncVectorEnv([lambda: EchoEnv(space)] * 4)  # gymnasium's reference
-    ref.reset(seed=0)
-    ref.step(np.array([0, 1, 2, 1], dtype=np.int32))
-    assert [type(a) for a in ref.get_attr("last_action")] == [np.int32] * 4
-    ref.close()
+    buf = ActionBuffer(gym.spaces.Discrete(3, dtype=np.int32), 4)
+    loaded = buf.load(np.array([0, 1, 2, 1]))
+    assert loaded.dtype == np.int32 and loaded.tolist() == [0, 1, 2, 1]
+    with pytest.raises(gym.error.InvalidAction, match="action 3 of env 0"):
+        buf.load(np.array([3, 0, 0, 0]))

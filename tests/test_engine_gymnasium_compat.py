@@ -128,8 +128,24 @@ def test_async_vector_env_constructor_arguments():
         env.close()
     with pytest.raises(ValueError, match="max_concurrency"):
         ProcessVectorEnv(fns, num_workers=2, max_concurrency=1)
-    with pytest.raises(TypeError, match="pass shared_memory= by keyword"):  # AsyncVectorEnv(fns, False)
-        ProcessVectorEnv(fns, False)
+    # ... and AsyncVectorEnv's positional order: AsyncVectorEnv(fns, False, False, "fork", False, None, "same",
+    # "SameStep", 1) means the same here (num_workers and the other extras are keyword-only)
+    env = ProcessVectorEnv(fns, False, False, "fork", False, None, "same", "SameStep", 1)
+    try:
+        assert (env.shared_memory, env.copy, env.context, env.daemon, env.observation_mode, env.max_concurrency) == (
+            False, False, "fork", False, "same", 1)
+        assert env.autoreset_mode == gym.vector.AutoresetMode.SAME_STEP and env.num_workers == 1
+        env.reset(seed=0)
+        env.step(np.zeros(4, dtype=np.int64))
+    finally:
+        env.close()
+    env = ProcessVectorEnv(fns, True)  # AsyncVectorEnv(fns, True): shared memory, 2 workers here by keyword only
+    try:
+        assert env.shared_memory and env.copy and env._obs_shared
+    finally:
+        env.close()
+    with pytest.raises(TypeError):
+        ProcessVectorEnv(fns, True, True, None, True, None, "same", "NextStep", None, 2)  # num_workers: keyword only
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match="`max_concurrency` must be"):
             ProcessVectorEnv(fns, max_concurrency=bad)
@@ -213,22 +229,6 @@ def test_custom_space():
         assert obs == ("step(a2)", "step(a3)", "step(a5)", "step(a7)")
     finally:
         env.close()
-
-
-@pytest.mark.parametrize("inline", [False, True], ids=["workers", "inline"])
-def test_actions_reach_envs_with_the_single_space_dtype(inline):
-    for space, actions in ((Discrete(4, start=1, dtype=np.int32), np.array([1, 2, 3, 4])),
-                           (Box(0, 1, (2,), dtype=np.bool_), np.array([[True, False]] * 4))):
-        env = ProcessVectorEnv([functools.partial(SpaceEnv, space, space)] * 4, num_workers=2, inline=inline)
-        try:
-            env.reset(seed=0)
-            env.step(actions)
-            got = env.call_envs(last_action)
-            assert all(np.asarray(a).dtype == space.dtype and a in space for a in got)
-            assert [np.asarray(a).tolist() for a in got] == actions.tolist()
-            env.step(env.action_space.sample())  # gymnasium's sample of the batched space
-        finally:
-            env.close()
 
 
 # -- errors, warnings and their order -----------------------------------------------------------

@@ -17,8 +17,8 @@ ProcessVectorEnv; after collection the real class is put back for gymnasium's ow
 ``FASTSAMPLE_GYMNASIUM_TARGET=async`` runs the same files unchanged (AsyncVectorEnv's own
 counts, for comparison on the same machine).
 
-The test fails on any failure outside :data:`KNOWN_GAPS` (what issue 10 has still to close,
-each entry a test-id prefix and why), and prints the counts. ``FASTSAMPLE_GYMNASIUM_STRICT=1``
+The test fails on any failure outside :data:`KNOWN_GAPS` (failures not yet closed, each entry a
+test-id prefix and why; none today), and prints the counts. ``FASTSAMPLE_GYMNASIUM_STRICT=1``
 fails on the known gaps too.
 """
 
@@ -45,21 +45,10 @@ SUITE_FILES = (
     "tests/vector/test_vector_wrapper.py",
 )
 
-# Failures ProcessVectorEnv still has (test-id prefixes), all from one design difference:
-# ProcessVectorEnv checks each batch of actions in the parent and hands every env the single
-# action space's dtype (tests/test_bad_input.py holds it to that), while AsyncVectorEnv hands
-# each env the element of whatever the caller passed, unchecked. See issue 10.
-_ACTIONS = "actions are checked against the action space and cast to its dtype; AsyncVectorEnv passes them unchecked"
-KNOWN_GAPS: dict[str, str] = {
-    # Box(shape=(), float32) actions given as float64: the env gets np.float32, which
-    # time.sleep() refuses (AsyncVectorEnv hands it the caller's np.float64, a float)
-    "test_async_vector_env::test_step_timeout_async_vector_env": _ACTIONS,
-    # steps with action 4 in Discrete(4)
-    "test_vector_env::test_final_obs_info": _ACTIONS,
-    # steps a Box((1,)) env with a (3,)-shaped batch; its reset half passes (see
-    # tests/test_engine_gymnasium_compat.py for both halves with well-formed actions)
-    "test_async_vector_env::test_async_vector_subenv_error": _ACTIONS,
-}
+# Failures ProcessVectorEnv may still have (test-id prefix -> why). Empty since Python envs get
+# their actions as AsyncVectorEnv hands them over (gymnasium 1.4.0: 294 passed, 19 skipped, as
+# AsyncVectorEnv; see tests/test_process_vector_env_actions.py for the action cases it found).
+KNOWN_GAPS: dict[str, str] = {}
 
 PLUGIN = textwrap.dedent(
     '''

@@ -43,6 +43,7 @@ from gymnasium.vector.utils import CloudpickleWrapper, batch_differing_spaces, b
 from fastsample.actions import ActionBuffer
 from fastsample.engine import worker as W
 from fastsample.engine.interrupts import CallInterrupted, hold_interrupts
+from fastsample.engine.python_actions import ActionItems, PythonActions
 from fastsample.engine.python_slice import PythonEnvSlice
 from fastsample.output_slots import OutputSlots
 from fastsample.engine.shared import SharedBatch, SharedBlock, array_action_dtype, concat_batches, copy_batch
@@ -237,10 +238,18 @@ class ProcessVectorEnv(VectorEnv):
     A drop-in for ``gymnasium.vector.AsyncVectorEnv`` (same constructor shape, async
     methods, ``call``/``get_attr``/``set_attr`` and error classes), several envs per worker.
 
+    The positional arguments are AsyncVectorEnv's, in its order (``ProcessVectorEnv(fns, True)``
+    means ``shared_memory=True`` there as here); ``num_workers`` and the other extras are
+    keyword-only.
+
+    Python envs get their actions as AsyncVectorEnv hands them over: env ``i`` the ``i``-th
+    element of ``gymnasium.vector.utils.iterate(action_space, actions)``, unchecked and uncast
+    (the env decides). A batch in the action space's dtype and shape (``action_space.sample()``)
+    goes through shared memory; any other travels pickled, one message per worker batch (see
+    ``python_actions.py``). Numba kernels check each batch of actions once, in this process.
+
     Args:
         env_fns: functions that create the envs.
-        num_workers: worker processes (default: ``min(len(env_fns), CPUs this process may use)``).
-        autoreset_mode: ``AutoresetMode`` or its string value.
         shared_memory: observations through shared memory (default); ``False`` pickles them,
             per worker batch. ``Text`` and ``OneOf`` always travel pickled; ``Graph`` and
             ``Sequence`` need ``False`` (gymnasium's ``TypeError`` otherwise), custom spaces too
@@ -254,8 +263,10 @@ class ProcessVectorEnv(VectorEnv):
             env 0's), ``"different"`` (same shape and dtype, ``batch_differing_spaces``; every env
             is created once to read its space) or an ``(observation_space,
             single_observation_space)`` pair.
+        autoreset_mode: ``AutoresetMode`` or its string value.
         max_concurrency: as AsyncVectorEnv's, at most this many envs step at once: it caps the
             default ``num_workers`` (each worker steps its envs one after another).
+        num_workers: worker processes (default: ``min(len(env_fns), CPUs this process may use)``).
         batch_size: envs per ``recv()`` for the asynchronous ``send``/``recv`` API; a multiple
             of the envs per worker. Default ``num_envs``.
         pin_workers: pin worker ``w`` to the ``w``-th CPU this process may run on (its affinity
@@ -274,16 +285,16 @@ class ProcessVectorEnv(VectorEnv):
     def __init__(
         self,
         env_fns: Sequence[Callable[[], gym.Env]],
-        num_workers: int | None = None,
-        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         shared_memory: bool = True,
         copy: bool = True,
         context: str | None = None,
         daemon: bool = True,
         worker: Callable[..., None] | None = None,
         observation_mode: str | tuple[gym.Space, gym.Space] = "same",
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         max_concurrency: int | None = None,
         *,
+        num_workers: int | None = None,
         batch_size: int | None = None,
         pin_workers: bool = False,
         spin_us: float = 200.0,
@@ -369,8 +380,7 @@ class ProcessVectorEnv(VectorEnv):
         if num_workers is None:
             num_workers = min(num_envs, _usable_cpus())
         if isinstance(num_workers, bool):
-            raise TypeError(f"num_workers={num_workers!r}: ProcessVectorEnv's second positional argument is "
-                            f"num_workers, where AsyncVectorEnv's is shared_memory; pass shared_memory= by keyword")
+            raise TypeError(f"num_workers={num_workers!r} must be an int, not a bool")
         if not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
         if num_workers > num_envs:
@@ -405,8 +415,15 @@ class ProcessVectorEnv(VectorEnv):
         self._views = self._slot_views[0]
         self._out_slots: OutputSlots | None = None
         self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
-        self._checker = ActionBuffer(self.single_action_space, num_envs,
-                                     self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
+        if self._python_envs:
+            # each env gets the element of the caller's batch AsyncVectorEnv would give it, unchecked
+            self._checker = None
+            self._py_actions = PythonActions(self.single_action_space, num_envs, self._views.actions)
+        else:  # kernels read actions from shared memory: checked and cast here, once per batch
+            self._py_actions = None
+            self._checker = ActionBuffer(
+                self.single_action_space, num_envs,
+                self._views.actions if isinstance(self.single_action_space, (gym.spaces.Discrete, gym.spaces.Box)) else None)
         # Slice 0 may be served by this process itself (``inline``, fastsample kernels with
         # synchronous steps): it steps while the workers step theirs, so K slices use K cores
         # with K-1 worker processes and no core is spent waiting. Remote slices come first in
@@ -855,7 +872,25 @@ class ProcessVectorEnv(VectorEnv):
         self.reset_async(seed=seed, options=options)
         return self.reset_wait()
 
+    def _load_actions(self, actions: Any) -> Any:
+        """Kernels: the checked batch (in the shared buffer or as given). Python envs: the
+        route :meth:`PythonActions.split` chose. Raises before anything is sent."""
+        if self._py_actions is not None:
+            return self._py_actions.split(actions, self.action_space)
+        return self._checker.load(actions)
+
     def _start_step(self, actions: Any) -> None:
+        if self._py_actions is not None:
+            route, value = actions
+            self._state = _State.WAITING_STEP
+            if route == "shared":
+                np.copyto(self._views.actions, value)
+                for w in self._order:
+                    self._send(w, W.CMD_STEP)
+            else:
+                for w in self._order:
+                    self._send(w, W.CMD_MESSAGE, ("step", value(*self._bounds[w])))
+            return
         if self._arrays_for_actions:
             if actions is not self._views.actions:
                 np.copyto(self._views.actions, actions, casting="unsafe")
@@ -878,7 +913,7 @@ class ProcessVectorEnv(VectorEnv):
         self._assert_idle("step_async")
         if not self._reset_done and not self._python_envs:  # Python envs decide themselves, as in AsyncVectorEnv
             raise gym.error.ResetNeeded("Cannot call step() before calling reset()")
-        loaded = self._checker.load(actions)
+        loaded = self._load_actions(actions)
 
         def start():
             self._scratch_slot()
@@ -916,17 +951,24 @@ class ProcessVectorEnv(VectorEnv):
         return out
 
     def step(self, actions):
-        if (self._state is _State.IDLE and (self._reset_done or self._python_envs) and self._arrays_for_actions and self._obs_shared
+        if (self._state is _State.IDLE and (self._reset_done or self._python_envs) and self._obs_shared
                 and not self._in_flight and not self._ready and not self._orphans and self._broken is None
                 and not self.closed):
-            return self._step_fast(actions)
+            py = self._py_actions
+            if py is None:
+                if self._arrays_for_actions:
+                    return self._step_fast(self._checker.load(actions))
+            elif (py.buffer is not None and type(actions) is np.ndarray and actions.dtype == py.dtype
+                  and actions.shape == py.buffer.shape):  # Python envs: the batch as the envs get it
+                return self._step_fast(actions)
         self.step_async(actions)
         return self.step_wait()
 
-    def _step_fast(self, actions):
+    def _step_fast(self, loaded):
         """``step_async`` + ``step_wait`` for the common case (array actions, shared memory,
-        nothing else pending) with less Python in between; same results and errors."""
-        loaded = self._checker.load(actions)
+        nothing else pending) with less Python in between; same results and errors.
+        ``loaded``: the checked batch (kernels), or the caller's (Python envs, in the shared
+        buffer's dtype and shape)."""
         remote = self._remote
         with hold_interrupts(forceable=True) as held:  # (see _held_send)
             try:
@@ -1001,17 +1043,28 @@ class ProcessVectorEnv(VectorEnv):
         busy = [w for w in workers if w in self._in_flight or w in self._ready]
         if busy:
             raise AlreadyPendingCallError(f"workers {busy} still hold results: recv() them before send()", "send")
-        if not self._arrays_for_actions:
-            raise TypeError(f"send() needs array actions; {self.single_action_space} actions are not supported")
-        sub_checker = ActionBuffer(self.single_action_space, len(ids))
-        loaded = sub_checker.load(actions)
         order = np.argsort(ids, kind="stable")
+        messages = None
+        if self._py_actions is not None:  # Python envs: each gets its element of the batch, unchecked
+            route, loaded = self._py_actions.split(actions, batch_space(self.single_action_space, len(ids)), len(ids))
+            if route == "parts":
+                items = self._py_actions.items(actions, batch_space(self.single_action_space, len(ids)), len(ids))
+                by_env = {int(ids[p]): items[p] for p in order}
+                messages = {w: ("step", ActionItems([by_env[i] for i in range(*self._bounds[w])])) for w in workers}
+        else:
+            if not self._arrays_for_actions:
+                raise TypeError(f"send() needs array actions; {self.single_action_space} actions are not supported")
+            loaded = ActionBuffer(self.single_action_space, len(ids)).load(actions)
 
         def start():
             self._scratch_slot()
-            self._views.actions[ids[order]] = loaded[order]
+            if messages is None:
+                self._views.actions[ids[order]] = loaded[order]
             for w in sorted(workers, key=self._order.index):
-                self._send(w, W.CMD_STEP)
+                if messages is None:
+                    self._send(w, W.CMD_STEP)
+                else:
+                    self._send(w, W.CMD_MESSAGE, messages[w])
 
         self._held_send(start, "send")
 

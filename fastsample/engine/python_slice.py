@@ -17,6 +17,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_differing_spaces, concatenate, iterate
 from gymnasium.spaces.utils import is_space_dtype_shape_equiv
 
+from fastsample.engine.python_actions import ActionItems
+
 
 class PythonEnvSlice(SyncVectorEnv):
     """``SyncVectorEnv(env_fns, copy=False, autoreset_mode=...)`` with a leaner step that can
@@ -93,8 +95,10 @@ class PythonEnvSlice(SyncVectorEnv):
         return obs, infos
 
     def step_bound(self):
-        """Step with the actions in the bound action buffer."""
-        return self.step(self._bound_actions)
+        """Step with the actions in the bound action buffer (each env gets its own copy of its
+        row, as from ``AsyncVectorEnv``: the buffer is rewritten by the next step)."""
+        actions = self._bound_actions
+        return self.step(actions.copy() if actions.ndim > 1 else actions)
 
     def step(self, actions: Any):
         envs = self.envs
@@ -111,7 +115,8 @@ class PythonEnvSlice(SyncVectorEnv):
                 f"reset(options={{'reset_mask': mask}}) before stepping"
             )
         infos: dict[str, Any] = {}
-        for i, action in enumerate(iterate(self.action_space, actions)):
+        # a batch (rows of an array, or nested dicts/tuples of them), or one element per env
+        for i, action in enumerate(actions if type(actions) is ActionItems else iterate(self.action_space, actions)):
             env = envs[i]
             self.failed_env = i  # which env raised, if one does
             if finished[i] and next_step:

@@ -169,8 +169,8 @@ class SliceServer:
         return obs
 
     def step(self, actions=None) -> tuple[int, Any]:
-        """A step with ``actions`` (default: the actions in shared memory, which the parent
-        has validated)."""
+        """A step with ``actions`` (default: the actions in shared memory: checked by the
+        parent for kernels, the caller's batch as given for Python envs)."""
         if self.slot_index is not None:
             self._use_slot()
         if actions is None and self.step_bound is not None:
