@@ -6,9 +6,9 @@ pickle: :mod:`fastsample.checkpoint`; written to a temp file, fsync-ed and ``os.
 every ``--checkpoint-interval`` seconds and at the end) and ``summary.json``. Reading a run
 directory (``--resume``, ``fastsample eval``) unpickles nothing.
 
-Timing: ``startup_s`` is everything before the first env step (imports, Numba JIT from cache,
-env and model construction, a torch warm-up pass); ``wall_s`` and ``solved_at_s`` count from the
-first env step, evaluations included.
+Timing: ``startup_s`` is everything before the first env step (imports, Numba kernels from the
+cache, env and learner construction, the learner's warm-up); ``wall_s`` and ``solved_at_s``
+count from the first env step, evaluations included.
 """
 
 from __future__ import annotations
@@ -153,6 +153,41 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     return values
 
 
+class _TensorBoard:
+    """Scalars as TensorBoard events, written with the ``tensorboard`` package's own event-file
+    writer (what ``torch.utils.tensorboard.SummaryWriter`` uses underneath; no torch)."""
+
+    def __init__(self, run_dir: Path):
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(str(run_dir))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self._writer.add_event(self._event(summary=summary, step=int(step), wall_time=time.time()))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _tensorboard_writer(run_dir: Path) -> _TensorBoard | None:
+    """A TensorBoard writer where ``tensorboard`` is installed, else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    try:
+        return _TensorBoard(run_dir)
+    except Exception:  # an incomplete installation: metrics.jsonl only
+        return None
+
+
 class _Metrics:
     """metrics.jsonl (+ TensorBoard when installed)."""
 
@@ -169,13 +204,7 @@ class _Metrics:
                     kept.append(line)
             _atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.file = open(path, "a", buffering=1 << 16)
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run_dir))
-        except Exception:  # tensorboard not installed
-            self.tb = None
+        self.tb = _tensorboard_writer(run_dir)
 
     def write(self, row: dict[str, Any]) -> None:
         self.file.write(json.dumps(row) + "\n")
@@ -259,16 +288,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     """
     t_launch = time.perf_counter()
     validate(cfg)
-    from fastsample.runners.common import check_spaces, resolve_device, resolve_env, target_return_for, tune_malloc
+    from fastsample.learning.learner import resolve_device
+    from fastsample.runners.common import tune_malloc
+    from fastsample.sampling.envs import check_spaces, resolve_env, target_return_for
 
     resolve_env(cfg.env)  # unknown ids fail here, before any process starts
     check_spaces(cfg)
     # --backend compiled learns on the CPU: --device auto means the CPU then, even with a GPU
     device = resolve_device("cpu" if cfg.backend == "compiled" and cfg.device == "auto" else cfg.device)
-    import torch
-
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
     tune_malloc()
     run_dir = _prepare_run_dir(cfg, resume, overwrite)
     ckpt = load_checkpoint(run_dir) if resume else None
@@ -360,8 +387,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             gate = cfg.eval_min_train_return
             if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
                     math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
-                rets = evaluator.run(getattr(runner, "policy", runner.model), runner.normalizer, device,
-                                     target=target, max_step_reward=cfg.max_step_reward)
+                rets = evaluator.run(runner.greedy, runner.normalizer, target=target,
+                                     max_step_reward=cfg.max_step_reward)
                 n_evals += 1
                 row["eval_return"] = float(rets.mean())
                 prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
@@ -396,7 +423,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             bar.close()
             bar = None
         if interrupted is None:
-            final = evaluator.run(getattr(runner, "policy", runner.model), runner.normalizer, device)
+            final = evaluator.run(runner.greedy, runner.normalizer)
     finally:
         if bar is not None:
             bar.close()
@@ -443,26 +470,24 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
 
 def evaluate_run(run_dir: str | Path, episodes: int = 20, render: str | None = None, seed: int = 12345,
                  device: str = "cpu") -> dict[str, Any]:
-    """Greedy evaluation of a run's latest checkpoint; ``render``: write env 0's first episode
+    """Greedy evaluation of a run's latest checkpoint with the learner ``--backend`` resolves to
+    (the compiled one for an MLP on the CPU: no torch); ``render``: write env 0's first episode
     to this .gif file."""
-    import torch
-
-    from fastsample.runners.common import Evaluator, Normalizer, make_model, resolve_device
-
-    from fastsample.checkpoint import model_state_dict
+    from fastsample.learning.learner import make_learner, resolve_device
+    from fastsample.learning.normalize import Normalizer
+    from fastsample.runners.common import Evaluator
 
     run_dir = Path(run_dir)
     cfg = config_from_dict(read_run_config(run_dir))
     ckpt = load_checkpoint(run_dir)
     dev = resolve_device(device)
     evaluator = Evaluator(cfg.env, episodes, seed=seed, render=bool(render))
-    model = make_model(cfg, evaluator.env.single_observation_space, evaluator.action_space).to(dev)
-    model.load_state_dict(model_state_dict(ckpt))
+    learner = make_learner(cfg, evaluator.env.single_observation_space, evaluator.action_space, dev)
+    learner.load_weights(ckpt["runner"]["model"])
     norm = Normalizer(evaluator.env.single_observation_space.shape, 1, cfg)
     norm.load_state_dict(ckpt["runner"]["normalizer"])
     frames: list | None = [] if render else None
-    with torch.no_grad():
-        returns = evaluator.run(model, norm, dev, frames=frames)
+    returns = evaluator.run(learner.greedy, norm, frames=frames)
     evaluator.close()
     if render:
         _write_gif(render, frames, fps=30)

@@ -186,7 +186,8 @@ def test_loads_without_torch_and_converts_to_state_dict(good_run):
     assert r.stdout.split()[1] == str(good_run["steps"])
 
     from fastsample.checkpoint import model_state_dict
-    from fastsample.runners.common import make_model, spaces_of
+    from fastsample.learning.ppo import make_model
+    from fastsample.sampling.envs import spaces_of
 
     ckpt = load_checkpoint(good_run["run_dir"])
     cfg = make_config("CartPole-v1", **{k: v for k, v in ckpt["config"].items() if k != "env"})

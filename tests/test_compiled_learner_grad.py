@@ -244,6 +244,41 @@ def test_update_steps_match_torch_adam(discrete, max_grad_norm):
     np.testing.assert_allclose(learner.exp_avg_sq, opt.state[flat]["exp_avg_sq"].numpy(), rtol=1e-3, atol=1e-10)
 
 
+@pytest.mark.parametrize("discrete", [True, False])
+def test_distributed_hooks(discrete):
+    """The DD-PPO hook points (fastsample.learning.learner): ``grad_hook`` sees the flat gradient
+    between backward and clipping + Adam and may change it in place; ``adv_moments_hook`` sees a
+    minibatch's advantage moments [count, sum, sum of squares]. An identity hook changes nothing;
+    the same halving hook gives the same step on both backends."""
+    loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=True, clip_vloss=True, max_grad_norm=0.5)
+    model, flat, learner = make_pair(discrete, learning_rate=3e-3, **loss)
+    _, _, plain = make_pair(discrete, learning_rate=3e-3, **loss)
+    batch = make_batch(model, 128, seed=7)
+    b = np_batch(batch)
+    args = (b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"], b["values"])
+    seen = []
+    s_plain = plain.minibatch_update(*args, np.arange(128)).copy()
+    s_hook = learner.minibatch_update(*args, np.arange(128), grad_hook=lambda g: seen.append(g.shape),
+                                      adv_moments_hook=lambda m: seen.append(m.copy())).copy()
+    assert seen[1] == (learner.params.shape[0],)
+    np.testing.assert_allclose(seen[0], [128, b["advantages"].astype(np.float64).sum(),
+                                         (b["advantages"].astype(np.float64) ** 2).sum()], rtol=1e-12)
+    np.testing.assert_allclose(learner.params, plain.params, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(s_hook, s_plain, rtol=1e-5, atol=1e-7)
+    # a hook that changes the gradient: both backends take the same step with it
+    half = lambda g: g.__imul__(0.5)  # noqa: E731
+    moments = lambda m: m.__imul__(1.0)  # noqa: E731
+    opt = torch.optim.Adam([flat], lr=3e-3, eps=1e-5)
+    model2, flat2, learner2 = make_pair(discrete, learning_rate=3e-3, **loss)
+    opt2 = torch.optim.Adam([flat2], lr=3e-3, eps=1e-5)
+    ppo_update(model2, opt2, batch, update_epochs=1, num_minibatches=1, generator=torch.Generator().manual_seed(0),
+               grad_hook=half, adv_moments_hook=moments, **loss)
+    learner2.minibatch_update(*args, np.arange(128), grad_hook=half, adv_moments_hook=moments)
+    assert_grads_match(learner2, learner2.grads, flat2.grad.numpy(), "halved, clipped gradient")
+    np.testing.assert_allclose(learner2.params, flat2.detach().numpy(), rtol=0, atol=3e-3 * 1e-2 + 1e-6)
+    del opt
+
+
 def test_adam_matches_torch():
     rng = np.random.default_rng(0)
     n = 1000
@@ -372,6 +407,8 @@ for discrete in (True, False):
         batch = dict(obs=obs, actions=acts, logprobs=vec(), advantages=vec(), returns=vec(), values=vec())
         L.update(batch, update_epochs=1, num_minibatches=2, rng=rng)
         L.minibatch_update(obs, acts, vec(), vec(), vec(), vec(), np.arange(n), optimise=False)
+        L.minibatch_update(obs, acts, vec(), vec(), vec(), vec(), np.arange(n), grad_hook=lambda g: None,
+                           adv_moments_hook=lambda m: None)
         L.forward(obs)
         L.act(obs, rng.random((n, 3), dtype=np.float32))
         L.act(obs, greedy=True)

@@ -65,9 +65,9 @@ def test_sync_runner_bootstraps_truncated_episodes():
     runner.env._max_steps = 3  # truncate every episode after 3 steps
     runner.start()
     with torch.no_grad():
-        for p in runner.model.critic.parameters():
+        for p in runner.learner.model.critic.parameters():
             p.zero_()
-        runner.model.critic[-1].bias.fill_(5.0)  # V(s) = 5 everywhere
+        runner.learner.model.critic[-1].bias.fill_(5.0)  # V(s) = 5 everywhere
     runner.cfg.update_epochs = 1
     runner.iteration_step()
     rewards = runner.rewards_np

@@ -108,7 +108,7 @@ def test_double_buffer_with_normalisation_does_not_depend_on_which_half_returns_
             outs = [runner.iteration_step() for _ in range(3)]
         finally:
             runner.close()
-        results.append((runner.model.state_dict(), runner.normalizer.state_dict(),
+        results.append((runner.learner.state_dict()["model"], runner.normalizer.state_dict(),
                         [(o["policy_loss"], o["value_loss"]) for o in outs]))
     (wa, na, la), (wb, nb, lb) = results
     for key in ("mean", "var"):

@@ -59,21 +59,19 @@ def test_checkpoints_load_in_the_other_backend(tmp_path, first, second, capsys):
     assert main(["eval", a["run_dir"], "--episodes", "2"]) == 0
     assert "greedy return" in capsys.readouterr().out
     # and the other backend resumes it: same weights and Adam moments at the start, then trains on
-    from fastsample.runners.common import resolve_device
     from fastsample.runners.sync import SyncRunner
 
     cfg = _short(tmp_path, "run", backend=second)
-    runner = SyncRunner(cfg, resolve_device("cpu"))
+    runner = SyncRunner(cfg, "cpu")
     try:
         runner.load_state_dict(load_checkpoint(a["run_dir"])["runner"])
         back = runner.state_dict()
         for k, v in ckpt["model"].items():
-            assert np.array_equal(back["model"][k].numpy(), v), k
+            assert np.array_equal(back["model"][k], v), k
         for k in ("exp_avg", "exp_avg_sq"):
             assert np.array_equal(back["adam"][k], ckpt["adam"][k]), k
         assert back["adam"]["step"] == ckpt["adam"]["step"]
-        if runner.learner is not None:
-            assert np.array_equal(runner.learner.params, runner.flat.detach().numpy())
+        assert back["backend"] == runner.learner.backend == second
     finally:
         runner.close()
     b = train(cfg, resume=a["run_dir"], quiet=True)
@@ -84,27 +82,24 @@ def test_checkpoints_load_in_the_other_backend(tmp_path, first, second, capsys):
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_compiled_policy_matches_the_torch_model(env_id):
-    """After a few compiled updates the torch model holds the compiled weights: its greedy
-    actions and values equal the compiled policy's (within float32 tolerance for a Box mean)."""
-    import torch
-
-    from fastsample.runners.common import resolve_device
+    """After a few compiled updates, a torch learner loaded with the compiled weights acts alike:
+    the same greedy actions and values (within float32 tolerance for a Box mean)."""
+    from fastsample.learning.torch_backend import TorchLearner
     from fastsample.runners.sync import SyncRunner
 
     cfg = make_config(env_id, num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2, progress=False,
                       backend="compiled")
-    runner = SyncRunner(cfg, resolve_device("cpu"))
+    runner = SyncRunner(cfg, "cpu")
     try:
         runner.start()
         for _ in range(3):
             runner.iteration_step()
-        assert np.array_equal(runner.learner.params, runner.flat.detach().numpy())
+        torch_learner = TorchLearner(cfg, runner.obs_space, runner.act_space)
+        torch_learner.load_weights(runner.learner.state_dict()["model"])
+        assert np.array_equal(torch_learner.flat_params(), runner.learner.flat_params())
         x = np.random.default_rng(0).standard_normal((64, runner.obs_dim)).astype(np.float32)
-        with torch.no_grad():
-            want = runner.model.greedy(torch.from_numpy(x)).numpy()
-            want_v = runner.model.value(torch.from_numpy(x)).numpy()
-        got = runner.policy.greedy(torch.from_numpy(x)).numpy()
-        _, got_v = runner.learner.forward(x)
+        want, want_v = torch_learner.greedy(x), torch_learner.value(x)
+        got, got_v = runner.greedy(x), runner.learner.value(x)
         if runner.box:
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
         else:
@@ -119,3 +114,77 @@ def test_compiled_backend_is_refused_where_it_does_not_run(tmp_path):
         train(_short(tmp_path, "a", backend="compiled", mode="async"), quiet=True)
     with pytest.raises(ConfigError, match="--backend must be auto, torch or compiled"):
         train(_short(tmp_path, "b", backend="jax"), quiet=True)
+
+
+def test_the_compiled_path_never_imports_torch(tmp_path):
+    """`fastsample train --env CartPole-v1` (--backend auto: the compiled learner on the CPU) and
+    `fastsample eval` of its run directory run in a process where torch is never imported."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    code = ("import sys; from fastsample.cli import main; "
+            f"rc = main(['train', '--env', 'CartPole-v1', '--total-steps', '8192', '--no-progress', "
+            f"'--run-dir', {str(run_dir)!r}]); "
+            f"rc |= main(['eval', {str(run_dir)!r}, '--episodes', '2']); "
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["NO-TORCH", "0"], r.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["backend"] == "compiled"
+
+
+def test_auto_picks_torch_for_image_observations_and_gpus():
+    import gymnasium as gym
+
+    from fastsample.learning.learner import resolve_backend
+
+    cfg = make_config("CartPole-v1")
+    image = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)
+    flat = gym.spaces.Box(-1, 1, (4,), np.float32)
+    assert resolve_backend(cfg, "cpu", flat) == "compiled"
+    assert resolve_backend(cfg, "cpu", image) == "torch"
+    assert resolve_backend(cfg, "cuda", flat) == "torch"
+    assert resolve_backend(make_config("CartPole-v1", mode="async", num_workers=1), "cpu", flat) == "torch"
+    with pytest.raises(ConfigError, match="image observations need --backend torch"):
+        resolve_backend(make_config("CartPole-v1", backend="compiled"), "cpu", image)
+
+
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
+def test_learners_share_one_interface(backend):
+    """Both learners behind fastsample.learning.learner: the same calls, NumPy in and out, and
+    the same backend-neutral checkpoint part (flat parameters in the torch model's layout)."""
+    import gymnasium as gym
+
+    from fastsample.learning.learner import make_learner
+
+    cfg = make_config("CartPole-v1", num_envs=4, num_steps=8, num_minibatches=2, update_epochs=1, backend=backend)
+    obs_space, act_space = gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2)
+    learner = make_learner(cfg, obs_space, act_space, "cpu")
+    assert learner.backend == backend
+    learner.warmup()
+    T, N = 8, 4
+    x = np.random.default_rng(0).standard_normal((T, N, 4)).astype(np.float32)
+    actions, logp, values = np.zeros((T, N), np.int64), np.zeros((T, N), np.float32), np.zeros((T, N), np.float32)
+    for t in range(T):
+        learner.act(x[t], 0, (actions[t], logp[t], values[t]))
+    assert set(np.unique(actions)) <= {0, 1} and (logp < 0).all()
+    np.testing.assert_allclose(learner.value(x[0]), values[0], rtol=1e-5, atol=1e-6)
+    assert learner.greedy(x[0]).shape == (N,)
+    rewards, dones = np.ones((T, N), np.float32), np.zeros((T, N), np.float32)
+    adv, ret = learner.gae(rewards, values, dones, learner.value(x[0]))
+    assert adv.shape == ret.shape == (T, N) and adv.dtype == np.float32
+    before = learner.flat_params()
+    calls = []
+    learner.grad_hook = lambda g: calls.append(g.shape)
+    stats = learner.update({"obs": x.reshape(T * N, 4), "actions": actions.reshape(-1), "logprobs": logp.reshape(-1),
+                            "values": values.reshape(-1), "advantages": adv.reshape(-1), "returns": ret.reshape(-1)})
+    assert stats.epochs == 1 and calls == [before.shape] * 2
+    assert not np.array_equal(learner.flat_params(), before)
+    state = learner.state_dict()
+    assert state["adam"]["step"] == 2 and state["adam"]["exp_avg"].shape == before.shape
+    other = make_learner(cfg, obs_space, act_space, "cpu", backend="compiled" if backend == "torch" else "torch")
+    other.load_state_dict(state, iteration=1)
+    assert np.array_equal(other.flat_params(), learner.flat_params())
+    np.testing.assert_array_equal(other.greedy(x[1]), learner.greedy(x[1]))

@@ -78,9 +78,11 @@ _Q0, _Q1, _Q2, _Q3 = (F32(c) for c in (1.0, 0.4645784853333658, 0.02467581952829
 ACT_NONE, ACT_TANH, ACT_RELU = 0, 1, 2
 
 # hyperparameter vector passed to the update kernel (float64)
+# (HP_ADV_GIVEN: normalise the advantages with HP_ADV_MEAN and HP_ADV_STD, moments reduced across
+# ranks by the caller, instead of the minibatch's own)
 HP_CLIP, HP_VF, HP_ENT, HP_MAX_NORM, HP_NORM_ADV, HP_CLIP_VLOSS, HP_LR, HP_BETA1, HP_BETA2, HP_EPS, HP_STEP, \
-    HP_OPTIMISE = range(12)
-HP_SIZE = 12
+    HP_OPTIMISE, HP_ADV_GIVEN, HP_ADV_MEAN, HP_ADV_STD = range(15)
+HP_SIZE = 15
 # stats vector written by the update kernel (float64)
 ST_PG, ST_V, ST_ENT, ST_KL, ST_CLIPFRAC, ST_GRAD_NORM = range(6)
 ST_SIZE = 6
@@ -532,15 +534,19 @@ def _ppo_loss(logp, ent, value, old_logp, adv, ret, oldv, hp, glogp, dvalue, sta
     ent_coef = hp[HP_ENT]
     inv_m = F32(1.0 / M)
     if hp[HP_NORM_ADV] != 0.0:
-        s = 0.0
-        for b in range(M):
-            s += adv[b]
-        mean = s / M
-        q = 0.0
-        for b in range(M):
-            d = adv[b] - mean
-            q += d * d
-        std = math.sqrt(q / (M - 1)) if M > 1 else math.nan  # torch.std: unbiased
+        if hp[HP_ADV_GIVEN] != 0.0:
+            mean = hp[HP_ADV_MEAN]
+            std = hp[HP_ADV_STD]
+        else:
+            s = 0.0
+            for b in range(M):
+                s += adv[b]
+            mean = s / M
+            q = 0.0
+            for b in range(M):
+                d = adv[b] - mean
+                q += d * d
+            std = math.sqrt(q / (M - 1)) if M > 1 else math.nan  # torch.std: unbiased
         m32 = F32(mean)
         den = F32(std + 1e-8)
         for b in range(M):
@@ -739,6 +745,15 @@ def _ppo_minibatch(params, grads, exp_avg, exp_avg_sq, critic, actor, log_std_of
         for j in range(grads.shape[0]):
             s += grads[j] * grads[j]
         stats[ST_GRAD_NORM] = math.sqrt(s)
+
+
+@njit(**_KW)
+def _clip_adam(params, grads, exp_avg, exp_avg_sq, hp, stats):
+    """The second half of an optimising :func:`_ppo_minibatch` for a gradient computed with
+    ``hp[HP_OPTIMISE] = 0`` and then changed by the caller (a distributed all-reduce): clip its
+    norm and take the Adam step."""
+    stats[ST_GRAD_NORM] = _clip_grad_norm(grads, hp[HP_MAX_NORM])
+    _adam(params, grads, exp_avg, exp_avg_sq, hp[HP_LR], hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], hp[HP_STEP])
 
 
 @njit(**_KW)
@@ -1110,15 +1125,39 @@ class CompiledPPOLearner:
                 raise TypeError(f"batch vectors must be C-contiguous float32 ({n},), got {v.dtype} {v.shape}")
 
     def minibatch_update(self, obs: np.ndarray, actions: np.ndarray, logprobs: np.ndarray, advantages: np.ndarray,
-                         returns: np.ndarray, values: np.ndarray, idx: np.ndarray, *, optimise: bool = True
-                         ) -> np.ndarray:
+                         returns: np.ndarray, values: np.ndarray, idx: np.ndarray, *, optimise: bool = True,
+                         grad_hook=None, adv_moments_hook=None) -> np.ndarray:
         """One PPO minibatch update on the samples ``idx`` of a flat batch (``obs`` (n, obs_dim)
         float32, ``actions`` (n,) int64 or (n, action_dim) float32, the rest (n,) float32).
 
         With ``optimise=False`` only the gradient of the loss is computed (into ``grads``; no
         clipping, no Adam step). Returns the stats vector ``[policy_loss, value_loss, entropy,
         approx_kl, clipfrac, grad_norm]`` (grad_norm before clipping; a view, overwritten next call).
+
+        Distributed hooks (see :mod:`fastsample.learning.learner`): ``grad_hook(grads)`` changes the
+        flat gradient in place between the backward pass and clipping + Adam (the update then runs
+        as two kernels); ``adv_moments_hook(m)`` reduces the minibatch's advantage moments
+        ``m = [count, sum, sum of squares]`` (float64) in place before they normalise the advantages.
         """
+        if adv_moments_hook is not None and self.hp[HP_NORM_ADV] != 0.0:
+            a = advantages[idx].astype(np.float64)
+            m = np.array([a.shape[0], a.sum(), (a * a).sum()], np.float64)
+            adv_moments_hook(m)
+            mean = m[1] / m[0]
+            self.hp[HP_ADV_GIVEN], self.hp[HP_ADV_MEAN] = 1.0, mean
+            self.hp[HP_ADV_STD] = math.sqrt(max(m[2] - m[0] * mean * mean, 0.0) / (m[0] - 1)) if m[0] > 1 else math.nan
+        else:
+            self.hp[HP_ADV_GIVEN] = 0.0
+        if grad_hook is not None and optimise:
+            self._minibatch(obs, actions, logprobs, advantages, returns, values, idx, False)
+            grad_hook(self.grads)
+            self.step_count += 1
+            self.hp[HP_STEP] = self.step_count
+            _clip_adam(self.params, self.grads, self.exp_avg, self.exp_avg_sq, self.hp, self.stats)
+            return self.stats
+        return self._minibatch(obs, actions, logprobs, advantages, returns, values, idx, optimise)
+
+    def _minibatch(self, obs, actions, logprobs, advantages, returns, values, idx, optimise):
         self.check_batch(obs, actions, logprobs, advantages, returns, values)
         if idx.dtype != np.int64 or idx.ndim != 1 or not idx.flags.c_contiguous:
             raise TypeError(f"idx must be a C-contiguous int64 vector, got {idx.dtype} {idx.shape}")

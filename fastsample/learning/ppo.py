@@ -17,13 +17,14 @@ Read top to bottom, this is CleanRL's ``ppo.py`` minus the env loop:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from fastsample.learning.fast_tanh import FastTanh
+from fastsample.learning.learner import PPOStats
+from fastsample.learning.normalize import RunningMeanStd
 
 __all__ = ["ActorCritic", "RunningMeanStd", "compute_gae", "vtrace", "ppo_update", "PPOStats", "make_model"]
 
@@ -138,31 +139,6 @@ def _normal_logp(action: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
     return (-0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-class RunningMeanStd:
-    """Running mean and variance over batches (parallel Welford), float64, on numpy."""
-
-    def __init__(self, shape: tuple[int, ...] = ()):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64)
-        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        self.mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var = m2 / total
-        self.count = total
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.mean, self.var, self.count = np.array(d["mean"]), np.array(d["var"]), float(d["count"])
-
-
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
                 gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and returns, shapes ``(T, N)``.
@@ -209,24 +185,20 @@ def vtrace(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, las
     return advantages, vs
 
 
-@dataclass
-class PPOStats:
-    policy_loss: float = 0.0
-    value_loss: float = 0.0
-    entropy: float = 0.0
-    approx_kl: float = 0.0
-    clipfrac: float = 0.0
-    grad_norm: float = 0.0
-    epochs: int = 0
-
-
 def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], *,
                update_epochs: int, num_minibatches: int, clip_coef: float, vf_coef: float, ent_coef: float,
                max_grad_norm: float, norm_adv: bool = True, clip_vloss: bool = True, target_kl: float = 0.0,
-               generator: torch.Generator | None = None) -> PPOStats:
+               generator: torch.Generator | None = None, grad_hook=None, adv_moments_hook=None) -> PPOStats:
     """Epochs of minibatch PPO-clip on a flat batch with keys ``obs, actions, logprobs,
     advantages, returns, values`` (``logprobs``: the behaviour policy's, so for a lagged batch
-    the ratio corrects for the lag before clipping)."""
+    the ratio corrects for the lag before clipping).
+
+    Distributed hooks (:mod:`fastsample.learning.learner`; a model with ``flat_parameters()``):
+    ``grad_hook(g)`` changes the flat gradient ``g`` (a float32 NumPy array, staged through the
+    CPU for another device) in place after ``backward`` and before clipping and Adam;
+    ``adv_moments_hook(m)`` reduces a minibatch's advantage moments ``m = [count, sum, sum of
+    squares]`` (float64) in place, and the advantages are normalised with the mean and unbiased
+    std of the reduced moments."""
     obs, actions, old_logp = batch["obs"], batch["actions"], batch["logprobs"]
     advantages, returns, old_values = batch["advantages"], batch["returns"], batch["values"]
     n = obs.shape[0]
@@ -244,7 +216,14 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
             log_ratio = new_logp - old_logp[idx]
             ratio = log_ratio.exp()
             adv = advantages[idx]
-            if norm_adv:
+            if norm_adv and adv_moments_hook is not None:
+                a64 = adv.detach().double()
+                m = np.array([a64.shape[0], float(a64.sum()), float((a64 * a64).sum())], np.float64)
+                adv_moments_hook(m)
+                mean = m[1] / m[0]
+                std = math.sqrt(max(m[2] - m[0] * mean * mean, 0.0) / (m[0] - 1)) if m[0] > 1 else math.nan
+                adv = (adv - mean) / (std + 1e-8)
+            elif norm_adv:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             # clipped surrogate (maximise -> minimise its negative)
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
@@ -260,6 +239,14 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
             else:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_hook is not None:
+                g = flat[0].grad
+                if g.device.type == "cpu":
+                    grad_hook(g.numpy())  # a view: changed in place
+                else:
+                    host = g.cpu().numpy()
+                    grad_hook(host)
+                    g.copy_(torch.from_numpy(host))
             grad_norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             with torch.no_grad():
@@ -279,9 +266,18 @@ def ppo_update(model: ActorCritic, optimizer: torch.optim.Optimizer, batch: dict
     return stats
 
 
-def make_model(cfg, obs_space, act_space) -> ActorCritic:
-    """The actor-critic of a ``TrainConfig`` for gymnasium spaces."""
+def make_model(cfg, obs_space, act_space) -> nn.Module:
+    """The torch actor-critic of a ``TrainConfig`` for gymnasium spaces: the CNN of
+    :mod:`fastsample.learning.cnn` for image observations (a rank-3 observation space, e.g.
+    MinAtar's 10x10xC), the MLP :class:`ActorCritic` otherwise. Both take flat float32
+    observations."""
+    from fastsample.learning.learner import needs_torch_model
     from fastsample.train_config import parse_hidden
+
+    if needs_torch_model(cfg, obs_space):
+        from fastsample.learning.cnn import CNNActorCritic  # the CNN policy (image observations)
+
+        return CNNActorCritic(obs_space.shape, act_space, cfg)
 
     return ActorCritic(int(np.prod(obs_space.shape)), act_space, parse_hidden(cfg.hidden_sizes), cfg.activation,
                        cfg.init_log_std)

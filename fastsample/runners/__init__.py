@@ -25,8 +25,6 @@ def benchmark_training(env_id: str = "CartPole-v1", *, num_envs: int = 4096, num
     ``torch_threads=0`` lets torch use every core: the sync runner alternates sampling and
     learning, so the learner has the machine to itself while it runs.
     """
-    import torch
-
     from fastsample.runners.common import resolve_device, tune_malloc
     from fastsample.runners.sync import SyncRunner
     from fastsample.train_config import make_config, validate
@@ -38,6 +36,8 @@ def benchmark_training(env_id: str = "CartPole-v1", *, num_envs: int = 4096, num
                          "norm_obs": False, "norm_reward": False, **overrides})
     validate(cfg)
     if torch_threads:
+        import torch
+
         torch.set_num_threads(torch_threads)
     tune_malloc()
     runner = SyncRunner(cfg, resolve_device(device))

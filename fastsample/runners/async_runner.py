@@ -33,8 +33,10 @@ import numpy as np
 import torch
 
 from fastsample.checkpoint import to_torch
-from fastsample.learning.ppo import compute_gae, ppo_update, vtrace
-from fastsample.runners.common import Normalizer, adam_state, load_adam_state, make_model, spaces_of
+from fastsample.learning.normalize import Normalizer
+from fastsample.learning.ppo import compute_gae, make_model, ppo_update, vtrace
+from fastsample.learning.torch_backend import adam_state, load_adam_state
+from fastsample.sampling.envs import spaces_of
 from fastsample.sampling.sampler import sampler_main
 from fastsample.sampling.slots import Control, SharedWeights, TrajectorySlots
 from fastsample.train_config import TrainConfig
@@ -47,19 +49,24 @@ class SamplerError(RuntimeError):
 
 
 class AsyncRunner:
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    backend = "torch"  # the samplers' policy copies and the learner are torch models
+
+    def __init__(self, cfg: TrainConfig, device: str = "cpu"):
         import dataclasses
 
         from faster_fifo import Queue
 
         self.cfg = cfg
-        self.device = device
+        self.device = torch.device(device)
+        device = self.device
         self.K = max(1, cfg.num_workers)
         if cfg.num_envs % self.K:
             from fastsample.train_config import ConfigError
 
             raise ConfigError(f"--num-envs {cfg.num_envs} must be a multiple of the sampler count --num-workers {self.K}")
         self.n = cfg.num_envs // self.K
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.obs_space, self.act_space = spaces_of(cfg.env)
         self.box = isinstance(self.act_space, gym.spaces.Box)
@@ -86,6 +93,11 @@ class AsyncRunner:
         self.iteration = 0
         self.lag_hist: dict[int, int] = {}  # policy lag -> slots used with it
         self.slots_dropped = 0
+
+    @torch.no_grad()
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions for normalised observations (what the evaluations act with)."""
+        return self.model.greedy(torch.from_numpy(obs).to(self.device)).cpu().numpy()
 
     @property
     def lag_mean(self) -> float:
