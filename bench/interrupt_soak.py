@@ -463,7 +463,7 @@ KINDS: dict[str, tuple[str, Callable, Callable]] = {
     "in-process": ("sync", _kernel, _kernel_ref),
     "kernel-workers": ("sync", functools.partial(_kernel, num_workers=2), _kernel_ref),
     "kernel-worker": ("sync", functools.partial(_kernel, num_workers=1), _kernel_ref),
-    "python-workers": ("sync", _python, _python_ref),
+    "python-workers": ("sync", functools.partial(_python, inline=False), _python_ref),
     "python-inline": ("sync", functools.partial(_python, inline=True), _python_ref),
     "kernel-send-recv": ("async", functools.partial(_kernel, num_workers=2, batch_size=N // 2), _kernel_half_ref),
     "python-send-recv": ("async", functools.partial(_python, batch_size=N // 2), _python_half_ref),

@@ -298,7 +298,7 @@ class ProcessVectorEnv(VectorEnv):
         batch_size: int | None = None,
         pin_workers: bool = False,
         spin_us: float = 200.0,
-        inline: bool = False,
+        inline: bool | None = None,
         _sub_factory: Callable[[int, int], Callable[[], VectorEnv]] | None = None,
         _dummy: VectorEnv | None = None,
     ):
@@ -399,6 +399,12 @@ class ProcessVectorEnv(VectorEnv):
                 f"{per_worker} (envs per worker)"
             )
         self.batch_size = batch_size
+        if inline is None:
+            # Python envs: the caller steps slice 0 itself when a waiting caller would be one
+            # busy process more than there are cores (see the docstring for the trade-off)
+            inline = (self._python_envs and num_workers >= 2 and batch_size == num_envs
+                      and num_workers >= _usable_cpus())
+        self.inline = bool(inline)
 
         if context is None:
             context = "fork" if sys.platform.startswith("linux") else None
@@ -459,6 +465,7 @@ class ProcessVectorEnv(VectorEnv):
         self._reset_done = False
         self._pending_obs: dict[int, Any] = {}
         self._orphans: set[int] = set()  # workers whose reply to an interrupted call is to be dropped
+        self._local_pending: Callable[[], tuple[int, Any]] | None = None  # sent to the inline slice, not run yet
         cpus = _allowed_cpus()  # pin within the allowed set, never to a CPU we may not use
         # PR_SET_PDEATHSIG fires when the forking *thread* ends: only from the main thread does
         # that mean the parent's end (workers also watch the parent process itself)
@@ -498,11 +505,17 @@ class ProcessVectorEnv(VectorEnv):
                 self._in_flight[w] = "start"
             if inline:
                 lo, hi = self._bounds[0]
-                self._local = W.SliceServer(sub_factory(lo, hi)(), [self._shared.views(lo, hi, k) for k in range(num_slots)],
-                                            self._obs_shared, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
+                try:
+                    sub = sub_factory(lo, hi)()
+                except Exception as exc:  # reported with the workers' start-up failures, as theirs are
+                    self._ready[0] = (W.REPLY_ERROR, W.describe_error(exc))
+                else:
+                    self._local = W.SliceServer(sub, [self._shared.views(lo, hi, k) for k in range(num_slots)],
+                                                self._obs_shared,
+                                                self._ctrl[2 * num_workers:] if num_slots > 1 else None)
             starting = [w for w in range(num_workers) if w in self._in_flight]
             self._collect(starting, timeout=120.0)
-            self._take(starting)
+            self._take(sorted(set(starting) | set(self._ready)))
             if num_slots > 1:
                 self._out_slots = OutputSlots([(v.obs, v.rewards, v.terminated, v.truncated) for v in self._slot_views])
                 self._out_slots.seal()  # after every view of ours exists
@@ -524,9 +537,12 @@ class ProcessVectorEnv(VectorEnv):
 
     def _send(self, w: int, code: int, message: Any = None, what: str = "step") -> None:
         """Start a command on worker ``w`` (in a held section: the caller holds interrupts)."""
-        if w == 0 and self._local is not None:  # the inline slice: do it now, result ready
+        if w == 0 and self._local is not None:
+            # the inline slice: run by the wait that collects it (_collect), so *_async returns
+            # at once and *_wait(timeout) covers it
             local = self._local
-            self._ready[0] = self._run_local(local.step if code == W.CMD_STEP else lambda: local.message(*message))
+            self._local_pending = local.step if code == W.CMD_STEP else (lambda: local.message(*message))
+            self._in_flight[0] = what
             return
         if message is None:
             self._signal(w, code)
@@ -644,6 +660,9 @@ class ProcessVectorEnv(VectorEnv):
         every reply read so far kept in ``_ready``. The caller takes them (:meth:`_take`)."""
         waiting = {w for w in workers if w not in self._ready}
         deadline = None if timeout is None else time.monotonic() + timeout
+        if 0 in waiting and self._local_pending is not None:
+            self._run_pending_local()
+            waiting.discard(0)
         envs_done = sum(self._bounds[w][1] - self._bounds[w][0] for w in workers if w in self._ready)
         while waiting and (stop_after is None or envs_done < stop_after):
             if not any(w in self._in_flight for w in waiting):  # nothing can arrive: never hang
@@ -660,6 +679,18 @@ class ProcessVectorEnv(VectorEnv):
             for w in [w for w in waiting if w in self._ready]:
                 waiting.discard(w)
                 envs_done += self._bounds[w][1] - self._bounds[w][0]
+
+    def _run_pending_local(self) -> None:
+        """Run the command sent to the inline slice (held, forceable: a Ctrl-C waits for it,
+        then ends the wait with its reply recorded; a second one stops it, see _run_local)."""
+        command = self._local_pending
+        with hold_interrupts(forceable=True) as held:
+            self._local_pending = None
+            reply = self._run_local(command)
+            self._in_flight.pop(0, None)
+            self._ready[0] = reply
+        if held.interrupted:
+            held.deliver("interrupted while this process stepped its envs")
 
     def _take(self, workers) -> dict[int, tuple[int, Any]]:
         """Take the recorded replies of ``workers`` out of ``_ready`` (call it held, together
@@ -923,11 +954,20 @@ class ProcessVectorEnv(VectorEnv):
 
     def _finish_step(self, workers) -> tuple:
         """Take the step's replies and hand its results out (call it held)."""
+        v = self._views
+        slots = self._out_slots
+        ready = self._ready
+        if (slots is not None and len(ready) == self.num_workers
+                and all(code == W.REPLY_OK for code, _ in ready.values())):
+            # the common step: every slice answered with its results in shared memory, no info
+            ready.clear()
+            self._state = _State.IDLE
+            if v is not self._slot_views[slots.scratch]:  # a slot the caller may keep
+                return v.obs, v.rewards, v.terminated, v.truncated, {}
+            return copy_batch(v.obs), v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), {}
         results = self._take(workers)
         self._state = _State.IDLE
-        v = self._views
         infos = self._infos(results) if any(c == W.REPLY_MESSAGE for c, _ in results.values()) else {}
-        slots = self._out_slots
         if slots is not None and v is not self._slot_views[slots.scratch]:  # a slot the caller may keep
             return v.obs, v.rewards, v.terminated, v.truncated, infos
         if self.copy:
