@@ -28,7 +28,10 @@ SECTIONS = {
     "envs": "every kernel against gymnasium SyncVectorEnv (and envpool)",
     "basics": "CartPole N=4096 vs gymnasium, step() overhead at N=1, engine ratios and latency",
     "compile": "Numba compile time, cold vs cached",
-    "solve": "time to solve CartPole-v1: fastsample vs SB3 (rl-zoo hyperparameters)",
+    "solve": "time to solve CartPole-v1: fastsample (both learner backends, whole command timed) vs SB3 "
+             "(rl-zoo hyperparameters)",
+    "learners": "torch vs compiled learner: minibatch update and act() timings, steps to solve CartPole over "
+                "seeds 0-9 with an exact Mann-Whitney U test",
 }
 DEFAULT_SWEEP_N = "1,4,16,64,256,1024,4096,16384,65536"
 QUICK_SWEEP_N = "1,16,256,4096,65536"
@@ -171,6 +174,9 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
         for name in rungs:
             tasks.append((("ladder", name), f"{name}: {ladder.RUNGS[name].title}",
                           (lambda n=name: ladder.run(ctx, n))))
+        if "R8" in rungs:  # R8 runs backend auto (the compiled learner); the torch learner beside it
+            tasks.append((("backends", "R8", "torch"), "R8 with --backend torch",
+                          lambda: training.r8(ctx, "sync", backend="torch")))
     if "peers" in sections:
         # the fastsample rows the peers are compared with (free when the ladder measured them)
         for name in ("R2", "R3", "R4", "R5"):
@@ -188,6 +194,8 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
             (("peers", "sb3_subproc"), f"peer: SB3 SubprocVecEnv, {s.small_n} envs", lambda: peers.sb3_subproc(ctx)),
             (("peers", "fs_ppo_zoo"), "peer: fastsample PPO SPS (rl-zoo hyperparameters)",
              lambda: training.fastsample_rl_zoo_sps(ctx)),
+            (("backends", "zoo", "torch"), "peer: fastsample PPO SPS (rl-zoo hyperparameters), --backend torch",
+             lambda: training.fastsample_rl_zoo_sps(ctx, backend="torch")),
             (("peers", "sb3_ppo"), "peer: SB3 PPO SPS (rl-zoo hyperparameters)", lambda: training.sb3_ppo_sps(ctx)),
         ]
     if "basics" in sections:
@@ -213,8 +221,11 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
     if "solve" in sections:
         missing = training.trainer_missing()
         for seed in range(1, s.solve_seeds + 1):
-            tasks.append((("solve", "fastsample", seed), f"solve: fastsample preset, seed {seed}",
-                          (lambda sd=seed: {"status": missing} if missing else training.fastsample_solve(ctx, sd))))
+            for backend in ("compiled", "torch"):  # the whole command in a fresh process, each backend
+                key = "fastsample" if backend == "compiled" else "fastsample_torch"
+                tasks.append((("solve", key, seed), f"solve: fastsample preset, --backend {backend}, seed {seed}",
+                              (lambda sd=seed, b=backend: {"status": missing} if missing
+                               else training.fastsample_solve(ctx, sd, backend=b))))
         cap = s.solve_cap_s  # --quick: the rl-zoo runs are capped
         tasks.append((("solve", "fastsample_zoo", 1), "solve: fastsample, rl-zoo hyperparameters"
                       + (f" (capped at {cap:g} s)" if cap else ""),
@@ -224,6 +235,19 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
         tasks.append((("solve", "sb3", 1), "solve: SB3 PPO, rl-zoo hyperparameters (up to 1e5 steps"
                       + (f", capped at {cap:g} s)" if cap else ")"),
                       lambda: {"status": sb3_reason} if sb3_reason else training.sb3_solve(ctx, 1, max_seconds=cap)))
+    if "learners" in sections:
+        from bench import learner_compare
+
+        missing = training.trainer_missing()
+        for n in ((256,) if s.quick else (256, 4096)):
+            tasks.append((("learners", "update", n), f"learners: one PPO minibatch update of {n}, torch vs compiled",
+                          (lambda b=n: learner_compare.compare(b, 3.0 if s.quick else 10.0))))
+        for seed in learner_compare.SOLVE_SEEDS[:4 if s.quick else None]:
+            for backend in ("torch", "compiled"):
+                tasks.append((("learners", "solve", backend, seed),
+                              f"learners: fastsample train --backend {backend} --seed {seed} (steps to solve)",
+                              (lambda sd=seed, b=backend: {"status": missing} if missing
+                               else learner_compare.train_command(sd, b))))
     return tasks
 
 
@@ -241,8 +265,11 @@ def describe(value: Any) -> str:
     if isinstance(value, dict) and "status" in value:
         return value["status"]
     if isinstance(value, dict) and "solved" in value:
-        return (f"solved in {value['solved_at_s']:.1f} s ({value['solved_at_steps']:,} steps)" if value["solved"]
+        text = (f"solved in {value['solved_at_s']:.2f} s ({value['solved_at_steps']:,} steps)" if value["solved"]
                 else f"not solved in {value['steps']:,} steps")
+        return text + (f"; whole command {value['command_s']:.2f} s" if value.get("command_s") else "")
+    if isinstance(value, dict) and "speedup" in value:
+        return f"torch {value['torch_ms']:.3f} ms, compiled {value['compiled_ms']:.3f} ms ({value['speedup']:.1f}x)"
     if isinstance(value, dict) and "fastsample" in value:
         return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
     if isinstance(value, dict) and "runs" in value:  # benchmark_training results

@@ -11,16 +11,32 @@ timed in turn within each repeat.
 
 Also one policy ``act()`` call (rollout inference) for 64 and 4096 envs.
 
+Steps to solve (``--solve-seeds``): ``fastsample train --env CartPole-v1 --seed S --backend B`` for
+both backends and every seed, each a fresh process started as the console script starts it (its
+whole wall time is measured too), and whether the two distributions of env steps to solve differ:
+the exact two-sided Mann-Whitney U (Wilcoxon rank-sum) test, its null distribution enumerated over
+every split of the pooled runs (no normal approximation; ties get average ranks), and as a second
+opinion an exact permutation test on the difference of the mean log steps. An unsolved run counts
+as more steps than any solved one.
+
     python -m bench.learner_compare [--batches 256,4096] [--act-envs 64,4096] [--seconds 20]
+    python -m bench.learner_compare --solve-seeds 0-9 [--batches "" --act-envs ""]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -131,13 +147,156 @@ def compare_act(num_envs: int, budget_s: float, calls: int = 20) -> dict:
             "speedup": round(m["torch"] / m["compiled"], 2), "repeats": m["repeats"]}
 
 
+# -- steps to solve: torch against compiled -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLVE_SEEDS = tuple(range(10))  # the seeds of the steps-to-solve comparison (python -m bench --only learners)
+ENTRY = "import sys; from fastsample.cli import main; sys.exit(main())"  # what the console script runs
+
+
+def train_command(seed: int, backend: str, env_id: str = "CartPole-v1", extra: tuple[str, ...] = ()) -> dict:
+    """``fastsample train --env ENV --seed SEED --backend BACKEND`` in a fresh process (started as
+    the ``fastsample`` console script starts it, in a temporary run directory); its summary plus
+    ``command_s``, the whole process's wall time from launch to exit."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    with tempfile.TemporaryDirectory(prefix="fastsample-solve-") as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [sys.executable, "-c", ENTRY, "train", "--env", env_id, "--seed", str(seed), "--backend", backend,
+               "--run-dir", str(run_dir), "--no-progress", *extra]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"fastsample train --seed {seed} --backend {backend} failed ({proc.returncode}): {tail}")
+        summary = json.loads((run_dir / "summary.json").read_text())
+    keys = ("backend", "solved", "solved_at_s", "solved_at_steps", "steps", "wall_s", "startup_s", "sps")
+    return {**{k: summary.get(k) for k in keys}, "seed": seed, "command_s": round(wall, 3)}
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x``, ties sharing their average rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), np.float64)
+    xs = x[order]
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _splits(n_total: int, n_a: int, max_exact: int = 2_000_000, samples: int = 200_000, seed: int = 0):
+    """Index arrays (splits, n_a) of the first group over every split of ``n_total`` pooled values
+    (exact), or ``samples`` random ones (Monte Carlo) when there are more than ``max_exact``;
+    ``(array, exact)``."""
+    if math.comb(n_total, n_a) <= max_exact:
+        return np.array(list(itertools.combinations(range(n_total), n_a)), np.int64), True
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((samples, n_total)), axis=1)[:, :n_a], False
+
+
+def two_sample_tests(a: list[float], b: list[float]) -> dict:
+    """The exact two-sided Mann-Whitney U test and an exact permutation test on the difference of
+    the means of log(values), both by enumerating every split of the pooled sample (Monte Carlo
+    beyond 2e6 splits). Infinite values (unsolved runs) rank above every finite one; for the
+    means they are replaced by twice the largest finite value."""
+    x = np.array(list(a) + list(b), np.float64)
+    n_a = len(a)
+    if n_a == 0 or len(b) == 0:
+        return {}
+    finite = x[np.isfinite(x)]
+    cap = 2 * finite.max() if finite.size else 1.0
+    ranks = _average_ranks(np.where(np.isfinite(x), x, np.inf))
+    logs = np.log(np.where(np.isfinite(x), x, cap))
+    idx, exact = _splits(len(x), n_a)
+    # U of the first group for every split; two-sided: as far from its mean n_a n_b / 2 as observed
+    u_all = ranks[idx].sum(1) - n_a * (n_a + 1) / 2
+    u_obs = ranks[:n_a].sum() - n_a * (n_a + 1) / 2
+    centre = n_a * len(b) / 2
+    eps = 1e-9
+    p_u = float(np.mean(np.abs(u_all - centre) >= abs(u_obs - centre) - eps))
+    total = logs.sum()
+    d_all = logs[idx].sum(1) / n_a - (total - logs[idx].sum(1)) / len(b)
+    d_obs = logs[:n_a].mean() - logs[n_a:].mean()
+    p_perm = float(np.mean(np.abs(d_all) >= abs(d_obs) - eps))
+    return {"test": "two-sided exact Mann-Whitney U (Wilcoxon rank-sum)", "U": float(u_obs), "p_value": p_u,
+            "perm_test": "two-sided exact permutation test, difference of mean log steps",
+            "mean_log_diff": float(d_obs), "perm_p_value": p_perm, "exact": exact, "splits": int(len(idx)),
+            "n": [n_a, len(b)]}
+
+
+def solve_comparison(seeds: list[int], backends: tuple[str, ...] = ("torch", "compiled")) -> dict:
+    """Every backend on every seed (interleaved, so that load falls on both alike), then the
+    tests on env steps to solve: ``{"runs": {backend: [train_command results]}, "tests": ...}``."""
+    runs: dict[str, list[dict]] = {b: [] for b in backends}
+    for seed in seeds:
+        for b in backends:
+            runs[b].append(train_command(seed, b))
+    return {"runs": runs, "tests": steps_tests(runs)}
+
+
+def steps_tests(runs: dict[str, list[dict]]) -> dict:
+    def steps(rs):
+        return [r["solved_at_steps"] if r["solved"] else math.inf for r in rs]
+
+    return two_sample_tests(steps(runs.get("torch", [])), steps(runs.get("compiled", [])))
+
+
+def _parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-")
+            seeds += list(range(int(lo), int(hi) + 1))
+        elif part:
+            seeds.append(int(part))
+    return seeds
+
+
+def print_solve(result: dict) -> None:
+    runs = result["runs"]
+    print("fastsample train --env CartPole-v1, each a fresh process: env steps to solve (trainer's time to "
+          "solve, whole command's wall time)")
+    print(f"{'seed':>4}  " + "  ".join(f"{b:>34}" for b in runs))
+    for i, seed in enumerate(r["seed"] for r in next(iter(runs.values()))):
+        cells = []
+        for b in runs:
+            r = runs[b][i]
+            steps = f"{r['solved_at_steps']:,}" if r["solved"] else "unsolved"
+            cells.append(f"{steps:>9} ({r['solved_at_s'] or r['wall_s']:5.2f} s, command {r['command_s']:5.2f} s)")
+        print(f"{seed:>4}  " + "  ".join(f"{c:>34}" for c in cells))
+    for b, rs in runs.items():
+        print(f"{b}: median steps {statistics.median(r['solved_at_steps'] or math.inf for r in rs):,.0f}, "
+              f"median command {statistics.median(r['command_s'] for r in rs):.2f} s, "
+              f"max command {max(r['command_s'] for r in rs):.2f} s")
+    t = result["tests"]
+    if t:
+        print(f"{t['test']}: U = {t['U']:g}, p = {t['p_value']:.3f}; {t['perm_test']}: "
+              f"diff = {t['mean_log_diff']:+.3f}, p = {t['perm_p_value']:.3f} "
+              f"({'exact, ' if t['exact'] else 'Monte Carlo, '}{t['splits']:,} splits)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default="256,4096", help="minibatch sizes, comma separated")
     parser.add_argument("--seconds", type=float, default=20.0, help="total time budget")
     parser.add_argument("--act-envs", default="64,4096", help="policy act() batch sizes (empty: skip)")
+    parser.add_argument("--solve-seeds", default="", help="seeds of the steps-to-solve comparison, e.g. 0-9 "
+                                                               "(empty: skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    solve = solve_comparison(_parse_seeds(args.solve_seeds)) if args.solve_seeds else None
+    if solve is not None and not args.json:
+        print_solve(solve)
+    if not args.batches and not args.act_envs:
+        if args.json:
+            print(json.dumps({"solve": solve}))
+        return 0
 
     import torch
 
@@ -151,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [compare(n, share) for n in sizes]
     act_rows = [compare_act(n, share / 2) for n in act_sizes]
     if args.json:
-        print(json.dumps({"update": rows, "act": act_rows}))
+        print(json.dumps({"update": rows, "act": act_rows, "solve": solve}))
     else:
         print("median (min) ms per minibatch update, the backends timed in turn")
         print(f"{'minibatch':>9}  {'torch':>16}  {'compiled':>16}  {'kernel call':>11}  {'speedup':>7}  repeats")

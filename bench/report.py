@@ -135,6 +135,8 @@ class Report:
             lines += self.basics()
         if "compile" in self.sections:
             lines += self.compile()
+        if "learners" in self.sections:
+            lines += self.learners()
         lines += self.micro()
         if self.plot_notes:
             lines += ["", *[f"Note: {n}." for n in self.plot_notes]]
@@ -288,11 +290,14 @@ class Report:
         lines = ["## Training", ""]
         r8, r8b = g("ladder", "R8"), g("ladder", "R8b")
         sb3, zoo = g("peers", "sb3_ppo"), g("peers", "fs_ppo_zoo")
+        r8_torch, zoo_torch = g("backends", "R8", "torch"), g("backends", "zoo", "torch")
         rows = []
         for label, m, ref_label, ref in (
-            ("R8 fastsample PPO, synchronous", r8, "", None),
-            ("R8b fastsample PPO, asynchronous", r8b, "R8", r8),
-            ("fastsample PPO sync, rl-zoo hyperparameters", zoo, "", None),
+            ("R8 fastsample PPO, synchronous (compiled learner)", r8, "", None),
+            ("R8 fastsample PPO, synchronous, --backend torch", r8_torch, "R8 (compiled)", r8),
+            ("R8b fastsample PPO, asynchronous (torch learner)", r8b, "R8", r8),
+            ("fastsample PPO sync, rl-zoo hyperparameters (compiled learner)", zoo, "", None),
+            ("fastsample PPO sync, rl-zoo hyperparameters, --backend torch", zoo_torch, "fastsample (rl-zoo)", zoo),
             ("SB3 PPO, rl-zoo hyperparameters", sb3, "fastsample (rl-zoo)", zoo),
         ):
             if m is None:
@@ -314,23 +319,30 @@ class Report:
         if solve:
             lines += ["Time to solve CartPole-v1 (mean greedy return >= 475 over 20 evaluation episodes, checked "
                       "every 2nd update once the mean training return reaches 150; clock from the first env step, "
-                      "evaluations included; start-up shown apart):", ""]
+                      "evaluations included; start-up shown apart; whole command: `fastsample train --env "
+                      "CartPole-v1 --seed S --backend B` timed from launch to exit in a fresh process with a warm "
+                      "Numba cache):", ""]
             rows = []
             for key, v in solve.items():
-                label = {"fastsample": "fastsample, CartPole preset",
+                label = {"fastsample": "fastsample, CartPole preset, compiled learner",
+                         "fastsample_torch": "fastsample, CartPole preset, --backend torch",
                          "fastsample_zoo": "fastsample, rl-zoo hyperparameters",
                          "sb3": "SB3 PPO, rl-zoo hyperparameters"}[key[1]]
                 if "status" in v:
-                    rows.append([label, str(key[2]), v["status"], "", "", "", ""])
+                    rows.append([label, str(key[2]), v["status"], "", "", "", "", ""])
                     continue
-                solved = f"{v['solved_at_s']:.1f} s" if v["solved"] else "not solved"
+                solved = f"{v['solved_at_s']:.2f} s" if v["solved"] else "not solved"
                 steps = f"{v['solved_at_steps']:,}" if v["solved"] else f"({v['steps']:,} run)"
                 rows.append([label, str(key[2]), solved, steps, f"{v['sps']:,.0f}" if v.get("sps") else "",
                              f"{v['startup_s']:.2f} s" if v.get("startup_s") is not None else "",
+                             f"{v['command_s']:.2f} s" if v.get("command_s") else "",
                              "stopped at the time cap" if v.get("timeout") else ""])
-            lines += _table(["run", "seed", "time to solve", "env steps", "SPS", "start-up", "note"], rows, "lrrrrrl")
+            lines += _table(["run", "seed", "time to solve", "env steps", "SPS", "start-up", "whole command", "note"],
+                            rows, "lrrrrrrl")
             lines += ["", "The fastsample preset is tuned for a fast solve on a small CPU; the rl-zoo rows use the "
-                      "same hyperparameters in both frameworks (1e5 steps at most).", ""]
+                      "same hyperparameters in both frameworks (1e5 steps at most). The two learner backends "
+                      "initialise the weights and draw actions from different generators, so a seed's run differs "
+                      "between them (see [Learner backends](#learner-backends) for the distribution over seeds).", ""]
         return lines
 
     def sweeps(self) -> list[str]:
@@ -461,21 +473,93 @@ class Report:
             if isinstance(ppo, dict) and "runs" in ppo:
                 import statistics
 
-                def med(key):
-                    vals = [r[key] for r in ppo["runs"]]
+                backends = ppo.get("backends") or {"auto": ppo["runs"]}
+
+                def med(runs, key):
+                    vals = [r[key] for r in runs]
                     return f"{fmt_rate(statistics.median(vals))} (min {fmt_rate(min(vals))}, max {fmt_rate(max(vals))})"
 
-                lines += _table(["measure", "env steps/s, median of %d runs" % len(ppo["runs"])], [
-                    ["end to end (sampling + learning)", med("sps")],
-                    ["sampler only (envs + policy inference)", med("sampler_sps")],
-                    ["learner only (4 epochs of PPO on the batch)", med("learner_sps")],
+                names = list(backends)
+                header = ["measure", *[f"{b} learner: env steps/s, median of {len(backends[b])} runs" for b in names]]
+                if len(names) == 2:
+                    header.append(f"{names[0]} vs {names[1]}")
+
+                def row(label, key):
+                    cells = [label, *[med(backends[b], key) for b in names]]
+                    if len(names) == 2:
+                        a, b = (statistics.median(r[key] for r in backends[n]) for n in names)
+                        cells.append(fmt_ratio(a / b) if b else "")
+                    return cells
+
+                lines += _table(header, [
+                    row("end to end (sampling + learning)", "sps"),
+                    row("sampler only (envs + policy inference)", "sampler_sps"),
+                    row("learner only (4 epochs of PPO on the batch)", "learner_sps"),
                 ]) + ["", "`fastsample.runners.benchmark_training()`: CleanRL's network (64x64 tanh, separate actor "
                       "and critic), 4 epochs, 4 minibatches, 4096 envs x 16 steps (65,536 transitions per update), "
-                      "envs in-process, torch on every core, in a fresh process set up as `fastsample train` sets "
-                      "it up. The sync runner alternates sampling and learning, so each phase has the whole "
-                      "machine.", ""]
+                      "envs in-process, each learner backend in a fresh process set up as `fastsample train` sets "
+                      "it up (torch on every core). The sync runner alternates sampling and learning, so each "
+                      "phase has the whole machine.", ""]
             else:
                 lines += [str(ppo.get("status", ppo) if isinstance(ppo, dict) else ppo), ""]
+        return lines
+
+    def learners(self) -> list[str]:
+        """Learner backends: minibatch update timings and the steps-to-solve distributions with
+        their test (bench/learner_compare.py)."""
+        import math
+        import statistics
+
+        from bench.learner_compare import steps_tests
+
+        lines = ["## Learner backends", ""]
+        upd = {k[2]: v for k, v in self.r.items() if k[:2] == ("learners", "update")}
+        rows = [[f"{n:,}", f"{v['torch_ms']:.3f}", f"{v['compiled_ms']:.3f}", f"{v['compiled_kernel_ms']:.3f}",
+                 fmt_ratio(v["speedup"])] for n, v in upd.items() if isinstance(v, dict) and "speedup" in v]
+        if rows:
+            lines += ["One PPO minibatch update (shuffle, gather, forward, loss, backward, clipping, Adam; CleanRL's "
+                      "64x64 tanh CartPole network, torch on one thread), median ms, the backends timed in turn:", "",
+                      *_table(["minibatch", "torch ms", "compiled ms", "compiled kernel call ms", "speedup"], rows),
+                      ""]
+        runs: dict[str, dict[int, dict]] = {}
+        for k, v in self.r.items():
+            if k[:2] == ("learners", "solve") and isinstance(v, dict) and "solved" in v:
+                runs.setdefault(k[2], {})[k[3]] = v
+        if not runs:
+            return lines
+        names = [b for b in ("torch", "compiled") if b in runs]
+        seeds = sorted(set().union(*(set(r) for r in runs.values())))
+        rows = []
+        for seed in seeds:
+            cells = [str(seed)]
+            for b in names:
+                v = runs[b].get(seed)
+                if v is None:
+                    cells += ["", "", ""]
+                    continue
+                cells += [f"{v['solved_at_steps']:,}" if v["solved"] else "not solved",
+                          f"{v['solved_at_s']:.2f} s" if v["solved"] else "", f"{v['command_s']:.2f} s"]
+            rows.append(cells)
+        med_row = ["median"]
+        for b in names:
+            vs = list(runs[b].values())
+            med_row += [f"{statistics.median(v['solved_at_steps'] if v['solved'] else math.inf for v in vs):,.0f}",
+                        f"{statistics.median(v['solved_at_s'] if v['solved'] else math.inf for v in vs):.2f} s",
+                        f"{statistics.median(v['command_s'] for v in vs):.2f} s"]
+        rows.append(med_row)
+        header = ["seed"] + [f"{b}: {c}" for b in names for c in ("env steps to solve", "time to solve",
+                                                                    "whole command")]
+        lines += ["Steps to solve CartPole-v1 with each learner backend: `fastsample train --env CartPole-v1 --seed S "
+                  "--backend B`, each run a fresh process (whole command: launch to exit, warm Numba cache):", "",
+                  *_table(header, rows), ""]
+        ordered = {b: [runs[b][s] for s in seeds if s in runs[b]] for b in names}
+        t = steps_tests(ordered)
+        if t:
+            lines += [f"Are the two distributions of env steps to solve different? {t['test']} test: U = {t['U']:g}, "
+                      f"**p = {t['p_value']:.3f}** (n = {t['n'][0]} and {t['n'][1]}; null distribution "
+                      f"{'enumerated over all' if t['exact'] else 'sampled from'} {t['splits']:,} splits of the pooled "
+                      f"runs). {t['perm_test']}: difference {t['mean_log_diff']:+.3f}, p = {t['perm_p_value']:.3f}. "
+                      "A large p means no evidence that the backends differ (the test cannot prove them equal).", ""]
         return lines
 
     def compile(self) -> list[str]:

@@ -113,18 +113,18 @@ def _child(payload: str) -> None:
 
 # -- R8: PPO throughput -------------------------------------------------------------------------
 
-def r8_config(settings, mode: str):
+def r8_config(settings, mode: str, backend: str = "auto"):
     from fastsample.train_config import make_config
 
     return make_config("CartPole-v1", mode=mode, num_envs=settings.num_envs, num_steps=settings.train_num_steps,
                        hidden_sizes="64,64", num_workers=settings.workers, total_steps=10**12, progress=False,
-                       eval_every=0, torch_threads=settings.torch_threads, seed=1)
+                       eval_every=0, torch_threads=settings.torch_threads, seed=1, backend=backend)
 
 
 def r8_note(settings, mode: str) -> str:
     cfg = r8_config(settings, mode)
     layout = (f"{cfg.num_workers} env workers, learner in the main process (backend auto: the compiled "
-              f"Numba learner and rollout policy)" if mode == "sync" else
+              f"Numba learner and rollout policy; the torch row: --backend torch)" if mode == "sync" else
               f"{cfg.num_workers} sampler processes (envs + policy copy each), learner in the main process "
               f"(backend auto: torch)")
     return (f"trainer's CartPole preset PPO ({cfg.update_epochs} epochs, {cfg.num_minibatches} minibatch, lr "
@@ -136,12 +136,13 @@ def r8_note(settings, mode: str) -> str:
 def runner_throughput(name: str, cfg, *, warmup: int, iterations: int, window: int = 1,
                       instrument_env: bool = False, note: str = "") -> Measurement:
     """steps/s of whole PPO iterations of the trainer's runner (``window`` iterations per repeat)."""
-    import torch
+    from fastsample.runners.common import resolve_backend
 
-    from fastsample.runners.common import resolve_device
+    device = "cpu"
+    if resolve_backend(cfg, device) == "torch":  # the compiled learner imports no torch
+        import torch
 
-    device = resolve_device("cpu")
-    torch.set_num_threads(cfg.torch_threads or torch.get_num_threads())
+        torch.set_num_threads(cfg.torch_threads or torch.get_num_threads())
     if cfg.mode == "sync":
         from fastsample.runners.sync import SyncRunner as Runner
     else:
@@ -193,18 +194,22 @@ def runner_throughput(name: str, cfg, *, warmup: int, iterations: int, window: i
     return m
 
 
-def r8(ctx, mode: str) -> Measurement:
-    name = "R8 PPO sync" if mode == "sync" else "R8b PPO async"
+def _r8_name(mode: str, backend: str) -> str:
+    return ("R8 PPO sync" if mode == "sync" else "R8b PPO async") + (", torch learner" if backend == "torch" else "")
+
+
+def r8(ctx, mode: str, backend: str = "auto") -> Measurement:
+    name = _r8_name(mode, backend)
     reason = trainer_missing()
     if reason:
         return missing(name, reason)
-    return isolated("_r8", ctx, mode=mode)
+    return isolated("_r8", ctx, mode=mode, backend=backend)
 
 
-def _r8(ctx, mode: str) -> Measurement:
+def _r8(ctx, mode: str, backend: str = "auto") -> Measurement:
     s = ctx.settings
-    name = "R8 PPO sync" if mode == "sync" else "R8b PPO async"
-    cfg = r8_config(s, mode)
+    name = _r8_name(mode, backend)
+    cfg = r8_config(s, mode, backend)
     return runner_throughput(name, cfg, warmup=1 if mode == "sync" else 2, iterations=s.train_iters,
                              instrument_env=(mode == "sync"), note=r8_note(s, mode))
 
@@ -214,18 +219,24 @@ def _r8(ctx, mode: str) -> Measurement:
 def ppo_large_batch(ctx) -> dict[str, Any]:
     """``fastsample.runners.benchmark_training``: CleanRL's network (64x64 tanh, separate actor
     and critic), 4 epochs, 4 minibatches, 4096 envs x 16 steps, in-process envs, torch on every
-    core; in a fresh process. Repeated ``settings.repeats`` times (each a few iterations)."""
+    core; each backend in a fresh process, repeated ``settings.repeats`` times (each a few
+    iterations). ``{"runs": backend auto's (compiled) runs, "backends": {backend: runs}}``."""
     reason = trainer_missing()
     if reason:
         return {"status": reason}
-    return isolated("_ppo_large_batch", ctx)
+    backends = {b: isolated("_ppo_large_batch", ctx, backend=b)["runs"] for b in ("compiled", "torch")}
+    return {"runs": backends["compiled"], "backends": backends}
 
 
-def _ppo_large_batch(ctx) -> dict[str, Any]:
+def _ppo_large_batch(ctx, backend: str = "auto") -> dict[str, Any]:
     from fastsample.runners import benchmark_training
 
-    runs = [benchmark_training("CartPole-v1", iterations=3 if ctx.settings.quick else 6)
-            for _ in range(max(3, ctx.settings.repeats))]
+    if backend == "torch":  # about 10x slower per run
+        repeats = 1 if ctx.settings.quick else 3
+    else:
+        repeats = max(3, ctx.settings.repeats)
+    runs = [benchmark_training("CartPole-v1", iterations=3 if ctx.settings.quick else 6, backend=backend)
+            for _ in range(repeats)]
     return {"runs": runs}
 
 
@@ -249,17 +260,17 @@ def rl_zoo_config(seed: int = 1, **overrides: Any):
     return make_config("CartPole-v1", **values)
 
 
-def fastsample_rl_zoo_sps(ctx) -> Measurement:
+def fastsample_rl_zoo_sps(ctx, backend: str = "auto") -> Measurement:
     reason = trainer_missing()
     if reason:
         return missing("fastsample PPO sync, rl-zoo hyperparameters", reason)
-    return isolated("_fastsample_rl_zoo_sps", ctx)
+    return isolated("_fastsample_rl_zoo_sps", ctx, backend=backend)
 
 
-def _fastsample_rl_zoo_sps(ctx) -> Measurement:
-    name = "fastsample PPO sync, rl-zoo hyperparameters"
+def _fastsample_rl_zoo_sps(ctx, backend: str = "auto") -> Measurement:
+    name = "fastsample PPO sync, rl-zoo hyperparameters" + (", torch learner" if backend == "torch" else "")
     s = ctx.settings
-    cfg = rl_zoo_config(total_steps=10**12, eval_every=0, torch_threads=s.torch_threads)
+    cfg = rl_zoo_config(total_steps=10**12, eval_every=0, torch_threads=s.torch_threads, backend=backend)
     return runner_throughput(name, cfg, warmup=2, iterations=max(5, s.sb3_sps_iters // 4), window=4,
                              note=RL_ZOO_TEXT + "; in-process envs")
 
@@ -330,32 +341,40 @@ def sb3_ppo_sps(ctx) -> Measurement:
 
 # -- time to solve CartPole-v1 ------------------------------------------------------------------
 
-def fastsample_solve(ctx, seed: int, preset: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
+def fastsample_solve(ctx, seed: int, preset: bool = True, max_seconds: float | None = None,
+                     backend: str = "auto") -> dict[str, Any]:
     """One training run until solved (the trainer's clock: from the first env step);
-    ``max_seconds`` caps it (the trainer's ``time_limit``). Runs in a fresh process."""
-    return isolated("_fastsample_solve", ctx, seed=seed, preset=preset, max_seconds=max_seconds)
+    ``max_seconds`` caps it (the trainer's ``time_limit``). Runs in a fresh process. The preset
+    runs are the command itself, ``fastsample train --env CartPole-v1 --seed S --backend B``
+    started as the console script starts it, so ``command_s`` is its whole wall time (imports,
+    start-up, training, final evaluation, checkpoint, exit)."""
+    if preset and not max_seconds:
+        from bench.learner_compare import train_command
+
+        extra = ("--eval-episodes", str(EVAL["eval_episodes"]), "--torch-threads", str(ctx.settings.torch_threads))
+        return train_command(seed, backend, extra=extra)
+    return isolated("_fastsample_solve", ctx, seed=seed, preset=preset, max_seconds=max_seconds, backend=backend)
 
 
-def _fastsample_solve(ctx, seed: int, preset: bool = True, max_seconds: float | None = None) -> dict[str, Any]:
-    import torch
-
+def _fastsample_solve(ctx, seed: int, preset: bool = True, max_seconds: float | None = None,
+                      backend: str = "auto") -> dict[str, Any]:
     from fastsample.train import train
     from fastsample.train_config import make_config
 
     s = ctx.settings
-    torch.set_num_threads(s.torch_threads)
     with tempfile.TemporaryDirectory() as run_dir:
         if preset:
             cfg = make_config("CartPole-v1", seed=seed, progress=False, run_dir=run_dir, torch_threads=s.torch_threads,
-                              eval_episodes=EVAL["eval_episodes"], checkpoint_interval=1e9)
+                              eval_episodes=EVAL["eval_episodes"], checkpoint_interval=1e9, backend=backend)
         else:
-            cfg = rl_zoo_config(seed=seed, run_dir=run_dir, torch_threads=s.torch_threads, checkpoint_interval=1e9)
+            cfg = rl_zoo_config(seed=seed, run_dir=run_dir, torch_threads=s.torch_threads, checkpoint_interval=1e9,
+                                backend=backend)
         if max_seconds:
             cfg.time_limit = float(max_seconds)
         summary = train(cfg, quiet=True)
     return {"solved": bool(summary["solved"]), "solved_at_s": summary.get("solved_at_s"),
             "solved_at_steps": summary.get("solved_at_steps"), "steps": summary["steps"], "wall_s": summary["wall_s"],
-            "startup_s": summary.get("startup_s"), "sps": summary.get("sps"),
+            "startup_s": summary.get("startup_s"), "sps": summary.get("sps"), "backend": summary.get("backend"),
             "timeout": bool(max_seconds) and not summary["solved"] and summary["wall_s"] >= max_seconds}
 
 
