@@ -6,6 +6,12 @@
 * engine: Numba CartPole with worker processes against one in-process core; ProcessVectorEnv
   against AsyncVectorEnv and SyncVectorEnv on the same pure-Python envs; the round-trip
   latency of one synchronous step through the engine.
+
+The ProcessVectorEnv row ``engine.py_process`` measures the constructor's defaults
+(``ProcessVectorEnv(env_fns)``: as many slices as usable CPUs, and whether the caller steps one
+of them as the default decides), as a drop-in user gets them; ``engine.py_process_workers`` keeps
+every env in a worker process (``inline=False``, AsyncVectorEnv's isolation), and
+``engine.py_process_inline`` passes ``inline=True`` with ``--workers`` slices.
 """
 
 from __future__ import annotations
@@ -53,6 +59,25 @@ def async_vector_latency(ctx, name: str) -> Measurement:
     return ctx.cached(("py-async", 1), name, make)
 
 
+def python_process_default(ctx, **kwargs) -> Measurement:
+    """ProcessVectorEnv over the peers' Python CartPoles with the constructor's defaults (plus
+    ``kwargs``); the note says what the defaults resolved to on this machine."""
+    s = ctx.settings
+    extra = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    name = f"fastsample ProcessVectorEnv, defaults{extra} ({s.small_n} Python envs)"
+
+    def make() -> Measurement:
+        from fastsample import ProcessVectorEnv
+
+        env = ProcessVectorEnv(peers._python_fns(s.small_n), **kwargs)
+        note = (f"{env.num_workers} slices ({len(env.worker_pids)} worker process(es), "
+                f"{'the caller steps one' if env.inline else 'the caller waits'}), shared memory, eventfd")
+        return vector_rate(name, env, s.small_n, repeats=s.repeats, min_time=s.min_time,
+                           pool=peers._actions(s.small_n), note=note)
+
+    return ctx.cached(("py-process-default", s.small_n, tuple(sorted(kwargs.items()))), name, make)
+
+
 def tasks(ctx) -> list[tuple[str, str, object]]:
     """``(key, label, fn)`` for every measurement of this section, in run order."""
     s = ctx.settings
@@ -82,7 +107,10 @@ def tasks(ctx) -> list[tuple[str, str, object]]:
          lambda: ctx.fastsample_rate("fastsample num_envs=1, in-process", 1, 0)),
         ("engine.latency_async", "engine latency: AsyncVectorEnv N=1",
          lambda: async_vector_latency(ctx, "gymnasium AsyncVectorEnv, num_envs=1")),
-        ("engine.py_process", f"engine: ProcessVectorEnv, {s.small_n} Python envs", lambda: peers.python_process(ctx)),
+        ("engine.py_process", f"engine: ProcessVectorEnv defaults, {s.small_n} Python envs",
+         lambda: python_process_default(ctx)),
+        ("engine.py_process_workers", f"engine: ProcessVectorEnv inline=False, {s.small_n} Python envs",
+         lambda: python_process_default(ctx, inline=False)),
         ("engine.py_process_inline", f"engine: ProcessVectorEnv inline=True, {s.small_n} Python envs",
          lambda: peers.python_process_inline(ctx)),
         ("engine.py_async", f"engine: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
