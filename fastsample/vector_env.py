@@ -149,7 +149,8 @@ class NumbaVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
 
         obs_space = self.single_observation_space
-        self._state = np.zeros((kernel.state_dim, n), dtype=np.float64)
+        # env i is column i; the rows are padded (see core.state_columns) against cache conflicts
+        self._state = np.zeros((kernel.state_dim, core.state_columns(n)), dtype=np.float64)
         self._rng = rng_mod.new_streams(n)
         self._seeded = np.zeros(n, dtype=np.bool_)
         self._entropy: list[Any] = [None] * n

@@ -90,7 +90,7 @@ class Pair:
     def reset(self, what: str) -> np.ndarray:
         self.ref.reset()
         outcomes, tape = self._tape()
-        self.reset_env(0, self.state, self.rng, self.params, self.obs, tape)
+        self.reset_env(0, self.state, self.rng, self.params, self.obs.reshape(-1), tape)
         assert C.tape_used(tape) == len(outcomes), f"{what}: reset read {C.tape_used(tape)} of {len(outcomes)} outcomes"
         self.check_obs(what)
         return self.obs[0]
@@ -99,7 +99,7 @@ class Pair:
         wanted = self.action_set[action]
         r_ref, done_ref = self.ref.act(wanted)
         outcomes, tape = self._tape()
-        r, t = self.step_env(0, action, self.state, self.rng, self.params, self.obs, tape)
+        r, t = self.step_env(0, action, self.state, self.rng, self.params, self.obs.reshape(-1), tape)
         assert C.tape_used(tape) == len(outcomes), (
             f"{what}: step read {C.tape_used(tape)} outcomes, the reference drew {len(outcomes)}")
         assert float(r) == float(r_ref), f"{what}: reward {r} != reference {r_ref}"

@@ -10,6 +10,14 @@ Every game file follows the same shape:
   with a float64 ``tape`` they read the next recorded outcome instead, so the tests can feed
   the outcomes the ``minatar`` package drew (its ``RandomState``) and compare step by step.
   Numba compiles the two cases separately (``tape is None`` is decided at compile time).
+* ``obs`` in these one-env functions is the whole batch's observation buffer as one flat bool
+  array (``obs.reshape(obs.size)``, made once per kernel call: making a view of it per env
+  costs more than writing the observation, in atomic reference counting). Env ``i``'s cell
+  ``(y, x)``, channel ``c`` is ``obs[i * 100 * C + (y * 10 + x) * C + c]``; ``_write_obs``
+  clears env ``i``'s ``100 * C`` bytes (:func:`clear_obs`: wide stores) and sets its cells.
+* The game files compile with ``@njit(cache=True, _nrt=False)``: numba's reference counting off.
+  They never allocate, and with it on, every call of a game function from the kernel loop
+  paid several atomic reference count updates per env (a fifth of Asterix's time).
 * ``reset``/``step`` are the batched protocol kernels (``envs_numba/core.py``), which loop over
   the envs in ``mask`` and call the functions above. Both loops draw random numbers (every step
   draws the sticky-action outcome), so they are never vectorised and ``if mask[i]:`` is safe.
@@ -64,6 +72,16 @@ def draw_int(rng, i, n, tape):
     k = np.int64(tape[0])
     tape[0] = k + 1
     return np.int64(tape[k])
+
+
+@njit(cache=True, inline="always")
+def clear_obs(obs, base, size):
+    """``obs[base:base + size] = False`` (one env's observation bytes). Unsigned indices: with a
+    signed one numba wraps negative values around, and LLVM, unable to rule those out here,
+    stores byte by byte instead of with wide stores (20x slower)."""
+    start = np.uint64(base)
+    for k in range(np.uint64(size)):
+        obs[start + k] = False
 
 
 @njit(cache=True, inline="always")
@@ -160,7 +178,7 @@ def make_render(write_obs, n_channels: int):
     def render_rgb(state: np.ndarray, params: np.ndarray, i: int) -> np.ndarray:
         column = np.ascontiguousarray(state[:, i:i + 1])  # same array type: no new compilation
         cells = np.zeros((1, 10, 10, n_channels), dtype=np.bool_)
-        write_obs(0, column, cells)
+        write_obs(0, column, cells.reshape(cells.size))
         frame = np.empty((10 * CELL_PX, 10 * CELL_PX, 3), dtype=np.uint8)
         paint(cells[0], colours, frame)
         return frame

@@ -60,6 +60,7 @@ from envs_numba.minatar import _common as C
 
 CHANNELS = ("player", "enemy", "trail", "gold")
 N_CH = len(CHANNELS)
+OBS_SIZE = 100 * N_CH
 MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.UP, C.RIGHT, C.DOWN)
 RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
@@ -76,22 +77,23 @@ S_GOLD = S_RIGHT + N_SLOTS  # 1.0 for gold, 0.0 for an enemy
 STATE_DIM = S_GOLD + N_SLOTS
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_obs(i, state, obs):
-    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
-    for k in range(100 * N_CH):
-        flat[k] = False
-    obs[i, np.int64(state[S_PY, i]), np.int64(state[S_PX, i]), 0] = True
-    for k in range(N_SLOTS):
-        if state[S_ALIVE + k, i] != 0.0:
-            x = np.int64(state[S_EX + k, i])
-            obs[i, k + 1, x, 3 if state[S_GOLD + k, i] != 0.0 else 1] = True
-            back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
-            if 0 <= back <= 9:
-                obs[i, k + 1, back, 2] = True
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    C.clear_obs(obs, base, OBS_SIZE)
+    obs[base + (np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH] = True
+    for k in range(N_SLOTS):  # no branches: an empty slot ORs False into a cell of its row
+        alive = state[S_ALIVE + k, i] != 0.0
+        row = base + (k + 1) * 10 * N_CH
+        x = np.int64(state[S_EX + k, i])  # 0..9 when alive, anything when not
+        cell = row + min(max(x, 0), 9) * N_CH + (3 if state[S_GOLD + k, i] != 0.0 else 1)
+        obs[cell] = obs[cell] | alive
+        back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
+        cell = row + min(max(back, 0), 9) * N_CH + 2
+        obs[cell] = obs[cell] | (alive & (0 <= back) & (back <= 9))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     state[S_PX, i] = 5
     state[S_PY, i] = 5
@@ -106,7 +108,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     spawn_timer = np.int64(state[S_SPAWN_TIMER, i])
@@ -188,20 +190,22 @@ def _step_env(i, action, state, rng, params, obs, tape):
     return reward, terminal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset(mask, state, rng, bounds, params, obs):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         # no random draws here, but the body holds loops (the observation), so this loop is
         # never the innermost one and is not vectorised (fastsample.check verifies it)
         if mask[i]:
-            _reset_env(i, state, rng, params, obs, None)
+            _reset_env(i, state, rng, params, flat, None)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers (sticky actions, spawns): never vectorised
-            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            r, t = _step_env(i, actions[i], state, rng, params, flat, None)
             rewards[i] = r
             terminated[i] = t
 

@@ -52,6 +52,7 @@ from envs_numba.minatar import _common as C
 
 CHANNELS = ("paddle", "ball", "trail", "brick")
 N_CH = len(CHANNELS)
+OBS_SIZE = 100 * N_CH
 MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.RIGHT)
 
 # state rows (integers stored as float64). Bricks only ever exist in rows 1..3: a 30-bit
@@ -68,20 +69,19 @@ FLIP_Y = np.array([3, 2, 1, 0], dtype=np.int64)  # off the ceiling, a brick, the
 FLIP_XY = np.array([2, 3, 0, 1], dtype=np.int64)  # off the paddle's side
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_obs(i, state, obs):
-    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
-    for k in range(100 * N_CH):
-        flat[k] = False
-    obs[i, 9, np.int64(state[S_POS, i]), 0] = True
-    obs[i, np.int64(state[S_BALL_Y, i]), np.int64(state[S_BALL_X, i]), 1] = True
-    obs[i, np.int64(state[S_LAST_Y, i]), np.int64(state[S_LAST_X, i]), 2] = True
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    C.clear_obs(obs, base, OBS_SIZE)
+    obs[base + (90 + np.int64(state[S_POS, i])) * N_CH] = True
+    obs[base + (np.int64(state[S_BALL_Y, i]) * 10 + np.int64(state[S_BALL_X, i])) * N_CH + 1] = True
+    obs[base + (np.int64(state[S_LAST_Y, i]) * 10 + np.int64(state[S_LAST_X, i])) * N_CH + 2] = True
     bricks = np.int64(state[S_BRICKS, i])
-    for b in range(30):
-        obs[i, 1 + b // 10, b % 10, 3] = (bricks >> b) & 1 == 1
+    for b in range(30):  # rows 1..3
+        obs[base + (10 + b) * N_CH + 3] = (bricks >> b) & 1 == 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     start = C.draw_int(rng, i, 2, tape)
     x = 0 if start == 0 else 9
@@ -96,7 +96,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
@@ -153,18 +153,20 @@ def _step_env(i, action, state, rng, params, obs, tape):
     return reward, terminal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset(mask, state, rng, bounds, params, obs):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers: never vectorised
-            _reset_env(i, state, rng, params, obs, None)
+            _reset_env(i, state, rng, params, flat, None)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers (sticky actions): never vectorised
-            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            r, t = _step_env(i, actions[i], state, rng, params, flat, None)
             rewards[i] = r
             terminated[i] = t
 

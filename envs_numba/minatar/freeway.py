@@ -51,6 +51,7 @@ from envs_numba.minatar import _common as C
 
 CHANNELS = ("chicken", "car", "speed1", "speed2", "speed3", "speed4", "speed5")
 N_CH = len(CHANNELS)
+OBS_SIZE = 100 * N_CH
 MINIMAL_ACTIONS = (C.NOOP, C.UP, C.DOWN)
 PLAYER_SPEED = 3
 TIME_LIMIT = 2500
@@ -64,27 +65,23 @@ S_CAR_SPEED = S_CAR_TIMER + N_CARS
 STATE_DIM = S_CAR_SPEED + N_CARS
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_obs(i, state, obs):
-    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
-    for k in range(100 * N_CH):
-        flat[k] = False
-    obs[i, np.int64(state[S_POS, i]), 4, 0] = True
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    C.clear_obs(obs, base, OBS_SIZE)
+    obs[base + (np.int64(state[S_POS, i]) * 10 + 4) * N_CH] = True
     for k in range(N_CARS):
-        y = k + 1
+        row = base + (k + 1) * 10 * N_CH
         x = np.int64(state[S_CAR_X + k, i])
         speed = np.int64(state[S_CAR_SPEED + k, i])
-        obs[i, y, x, 1] = True
+        obs[row + x * N_CH + 1] = True
         back = x - 1 if speed > 0 else x + 1
-        if back < 0:
-            back = 9
-        elif back > 9:
-            back = 0
-        if speed != 0:
-            obs[i, y, back, 1 + abs(speed)] = True
-
-
-@njit(cache=True)
+        back = 9 if back < 0 else (0 if back > 9 else back)
+        # the trail in its speed's channel; a car of speed 0 has none (ORing False there
+        # leaves the car channel's byte as it is: no branch)
+        cell = row + back * N_CH + 1 + abs(speed)
+        obs[cell] = obs[cell] | (speed != 0)
+@njit(cache=True, _nrt=False)
 def _randomize_cars(i, state, rng, tape):
     """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""
     for k in range(N_CARS):
@@ -97,7 +94,7 @@ def _randomize_cars(i, state, rng, tape):
         state[S_CAR_TIMER + k, i] = abs(speed)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     _randomize_cars(i, state, rng, tape)
     for k in range(N_CARS):
@@ -108,7 +105,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
@@ -152,18 +149,20 @@ def _step_env(i, action, state, rng, params, obs, tape):
     return reward, term_timer < 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset(mask, state, rng, bounds, params, obs):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers: never vectorised
-            _reset_env(i, state, rng, params, obs, None)
+            _reset_env(i, state, rng, params, flat, None)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers (sticky actions): never vectorised
-            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            r, t = _step_env(i, actions[i], state, rng, params, flat, None)
             rewards[i] = r
             terminated[i] = t
 

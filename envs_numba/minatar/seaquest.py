@@ -81,6 +81,7 @@ from envs_numba.minatar import _common as C
 CHANNELS = ("sub_front", "sub_back", "friendly_bullet", "trail", "enemy_bullet", "enemy_fish", "enemy_sub",
             "oxygen_guage", "diver_guage", "diver")
 N_CH = len(CHANNELS)
+OBS_SIZE = 100 * N_CH
 MINIMAL_ACTIONS = C.FULL_ACTION_SET
 MAX_OXYGEN = 200
 INIT_SPAWN_SPEED = 20
@@ -132,7 +133,7 @@ SUB_Y = SUB + 1 + Y * SUB_CAP
 U = np.int64
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _delete(state, i, base, cap, nf, j):
     """``del list[j]``."""
     n = np.int64(state[base, i])
@@ -143,7 +144,7 @@ def _delete(state, i, base, cap, nf, j):
     state[base, i] = n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _remove(state, i, base, cap, nf, pos):
     """``list.remove(list[pos])``: delete the first element equal to element ``pos``; return
     the index deleted (``<= pos``)."""
@@ -160,7 +161,7 @@ def _remove(state, i, base, cap, nf, pos):
     return pos  # not reached: element pos equals itself
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _append(state, i, base, cap, x, y, d, t, s):
     """``list.append([x, y, d, t, s][:nf])`` (fields beyond the list's are ignored). Every
     value is a float64 at every call site, so this compiles once."""
@@ -177,7 +178,7 @@ def _append(state, i, base, cap, x, y, d, t, s):
     state[base, i] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _first_at(state, i, base, cap, x, y):
     """Index of the first element at column ``x``, row ``y``, or -1."""
     n = np.int64(state[base, i])
@@ -187,34 +188,35 @@ def _first_at(state, i, base, cap, x, y):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_obs(i, state, obs):
-    flat = obs[i].reshape(100 * N_CH)  # one contiguous run of bytes: cleared with wide stores
-    for k in range(100 * N_CH):
-        flat[k] = False
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    C.clear_obs(obs, base, OBS_SIZE)
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
-    obs[i, sy, sx, 0] = True
-    obs[i, sy, sx - 1 if state[S_OR, i] != 0.0 else sx + 1, 1] = True
+    row = base + sy * 10 * N_CH
+    obs[row + sx * N_CH] = True
+    back = sx - 1 if state[S_OR, i] != 0.0 else sx + 1
+    obs[row + (back + 10 if back < 0 else back) * N_CH + 1] = True  # -1 wraps, as a numpy index
     oxygen = max(0, np.int64(state[S_OXYGEN, i]))
     for x in range(oxygen * 10 // MAX_OXYGEN):
-        obs[i, 9, x, 7] = True
+        obs[base + (90 + x) * N_CH + 7] = True
     divers = np.int64(state[S_DIVERS, i])
     for x in range(max(0, 9 - divers), 9):
-        obs[i, 9, x, 8] = True
-    for base, cap, ch in ((FB, FB_CAP, 2), (EB, EB_CAP, 4), (FISH, FISH_CAP, 5), (SUB, SUB_CAP, 6),
-                          (DIV, DIV_CAP, 9)):
-        for k in range(np.int64(state[base, i])):
-            x = np.int64(state[base + 1 + X * cap + k, i])
-            y = np.int64(state[base + 1 + Y * cap + k, i])
-            obs[i, y, x, ch] = True
-            if ch >= 5:
-                back = x - 1 if state[base + 1 + D * cap + k, i] != 0.0 else x + 1
-                if 0 <= back <= 9:
-                    obs[i, y, back, 3] = True
+        obs[base + (90 + x) * N_CH + 8] = True
+    for lst, cap, ch in ((FB, FB_CAP, 2), (EB, EB_CAP, 4), (FISH, FISH_CAP, 5), (SUB, SUB_CAP, 6),
+                         (DIV, DIV_CAP, 9)):
+        for k in range(np.int64(state[lst, i])):
+            x = np.int64(state[lst + 1 + X * cap + k, i])
+            row = base + np.int64(state[lst + 1 + Y * cap + k, i]) * 10 * N_CH
+            obs[row + x * N_CH + ch] = True
+            if ch >= 5:  # fish, subs and divers leave a trail
+                back = x - 1 if state[lst + 1 + D * cap + k, i] != 0.0 else x + 1
+                cell = row + min(max(back, 0), 9) * N_CH + 3
+                obs[cell] = obs[cell] | ((0 <= back) & (back <= 9))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     state[S_OXYGEN, i] = MAX_OXYGEN
     state[S_DIVERS, i] = 0
@@ -233,7 +235,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _spawn_enemy(i, state, rng, tape):
     right = C.draw_double(rng, i, tape) < 0.5
     is_sub = C.draw_double(rng, i, tape) < 1.0 / 3.0
@@ -251,7 +253,7 @@ def _spawn_enemy(i, state, rng, tape):
         _append(state, i, U(FISH), U(FISH_CAP), x, y, d, speed, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     reward = 0.0
@@ -442,20 +444,22 @@ def _step_env(i, action, state, rng, params, obs, tape):
     return reward, terminal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset(mask, state, rng, bounds, params, obs):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         # no random draws here, but the body holds loops (the observation), so this loop is
         # never the innermost one and is not vectorised (fastsample.check verifies it)
         if mask[i]:
-            _reset_env(i, state, rng, params, obs, None)
+            _reset_env(i, state, rng, params, flat, None)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers (sticky actions, spawns): never vectorised
-            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            r, t = _step_env(i, actions[i], state, rng, params, flat, None)
             rewards[i] = r
             terminated[i] = t
 

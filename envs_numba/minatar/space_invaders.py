@@ -56,6 +56,7 @@ from envs_numba.minatar import _common as C
 
 CHANNELS = ("cannon", "alien", "alien_left", "alien_right", "friendly_bullet", "enemy_bullet")
 N_CH = len(CHANNELS)
+OBS_SIZE = 100 * N_CH
 MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.RIGHT, C.FIRE)
 SHOT_COOL_DOWN = 5
 ENEMY_MOVE_INTERVAL = 12
@@ -75,25 +76,28 @@ POPCOUNT = np.array([bin(m).count("1") for m in range(1024)], dtype=np.int64)
 SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10)], dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _write_obs(i, state, obs):
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common); every byte written
     pos = np.int64(state[S_POS, i])
     left = state[S_DIR, i] < 0
     for y in range(10):
         aliens = np.int64(state[S_ALIEN + y, i])
         fb = np.int64(state[S_FB + y, i])
         eb = np.int64(state[S_EB + y, i])
+        row = np.uint64(base + y * 10 * N_CH)  # unsigned: see _common.clear_obs
         for x in range(10):  # bitwise & on bools: no branches
             alien = (aliens >> x) & 1 == 1
-            obs[i, y, x, 0] = (y == 9) & (x == pos)
-            obs[i, y, x, 1] = alien
-            obs[i, y, x, 2] = alien & left
-            obs[i, y, x, 3] = alien & (not left)
-            obs[i, y, x, 4] = (fb >> x) & 1 == 1
-            obs[i, y, x, 5] = (eb >> x) & 1 == 1
+            cell = row + np.uint64(x * N_CH)
+            obs[cell] = (y == 9) & (x == pos)
+            obs[cell + np.uint64(1)] = alien
+            obs[cell + np.uint64(2)] = alien & left
+            obs[cell + np.uint64(3)] = alien & (not left)
+            obs[cell + np.uint64(4)] = (fb >> x) & 1 == 1
+            obs[cell + np.uint64(5)] = (eb >> x) & 1 == 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     state[S_POS, i] = 5
     state[S_DIR, i] = -1
@@ -109,7 +113,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
@@ -202,20 +206,22 @@ def _step_env(i, action, state, rng, params, obs, tape):
     return reward, terminal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def reset(mask, state, rng, bounds, params, obs):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         # no random draws here, but the body holds loops (the observation), so this loop is
         # never the innermost one and is not vectorised (fastsample.check verifies it)
         if mask[i]:
-            _reset_env(i, state, rng, params, obs, None)
+            _reset_env(i, state, rng, params, flat, None)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def step(mask, actions, state, rng, params, obs, rewards, terminated):
+    flat = obs.reshape(obs.size)
     for i in range(mask.shape[0]):
         if mask[i]:  # draws random numbers (sticky actions): never vectorised
-            r, t = _step_env(i, actions[i], state, rng, params, obs, None)
+            r, t = _step_env(i, actions[i], state, rng, params, flat, None)
             rewards[i] = r
             terminated[i] = t
 
