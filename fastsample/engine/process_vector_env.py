@@ -526,11 +526,24 @@ class ProcessVectorEnv(SendRecv, WorkerExchange, VectorEnv):
                 for w in remote:
                     self._signal(w, W.CMD_STEP)
                     self._in_flight[w] = "step"
+                out = None
                 if self._local is not None:
                     self._ready[0] = self._run_local(self._local.step)
+                    # the workers stepped alongside: where every reply is in already, take them
+                    # now, in this held section (one section per step instead of two)
+                    ctrl, k, seen = self._ctrl, self.num_workers, self._done_seen
+                    if all(ctrl[k + w] > seen[w] for w in remote):
+                        for w in remote:
+                            self._read_signalled(w)
+                        if len(self._ready) == k:
+                            out = self._finish_step(range(k))
             except KeyboardInterrupt:
                 self._mark_forced("step")
                 raise
+        if out is not None:
+            if held.interrupted:
+                held.deliver("step() was interrupted as it finished; it took effect", completed=True, result=out)
+            return out
         if held.interrupted:
             held.deliver("step() was interrupted after its actions were sent: step_wait() returns its results",
                          pending="step")
