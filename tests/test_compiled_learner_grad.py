@@ -217,6 +217,36 @@ def test_gradients_match_torch_large_batches(discrete, n):
 
 
 @pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("norm_adv", [True, False])
+def test_split_minibatches_match_torch(discrete, norm_adv, monkeypatch):
+    """With compiled.SPLIT_MIN set, a minibatch of that many samples or more runs as two halves on
+    two threads: its gradient (advantages normalised over the whole minibatch), clipped step and
+    stats are still those of one torch update on the whole minibatch."""
+    monkeypatch.setattr(compiled, "SPLIT_MIN", 4096)
+    n = compiled.SPLIT_MIN + 301  # unequal halves
+    loss = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, norm_adv=norm_adv, clip_vloss=True)
+    model, flat, learner = make_pair(discrete, activation="tanh", **loss)
+    batch = make_batch(model, n, seed=6)
+    g_torch, _ = torch_grad(model, flat, batch, **loss)
+    b = np_batch(batch)
+    args = (b["obs"], b["actions"], b["logprobs"], b["advantages"], b["returns"], b["values"])
+    s = learner.minibatch_update(*args, np.arange(n), optimise=False).copy()
+    assert learner._half is not None  # the split path ran
+    assert_grads_match(learner, learner.grads, g_torch, f"split batch {n}")
+    np.testing.assert_allclose(s[5], np.linalg.norm(g_torch.astype(np.float64)), rtol=1e-4)
+    # one optimising step with clipping, against ppo_update + Adam
+    model2, flat2, learner2 = make_pair(discrete, activation="tanh", learning_rate=3e-3, max_grad_norm=0.5, **loss)
+    opt = torch.optim.Adam([flat2], lr=3e-3, eps=1e-5)
+    stats = ppo_update(model2, opt, batch, update_epochs=1, num_minibatches=1,
+                       generator=torch.Generator().manual_seed(0), max_grad_norm=0.5, **loss)
+    s2 = learner2.minibatch_update(*args, np.arange(n))
+    assert_grads_match(learner2, learner2.grads, flat2.grad.numpy(), "split, clipped gradient")
+    np.testing.assert_allclose(learner2.params, flat2.detach().numpy(), rtol=0, atol=3e-3 * 1e-2 + 1e-6)
+    np.testing.assert_allclose(s2[:5], [stats.policy_loss, stats.value_loss, stats.entropy, stats.approx_kl,
+                                        stats.clipfrac], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
 @pytest.mark.parametrize("max_grad_norm", [0.1, 1e3], ids=["clipped", "unclipped"])
 def test_update_steps_match_torch_adam(discrete, max_grad_norm):
     """Three epochs of one full-batch minibatch each: three Adam steps with clipping, the clipped
