@@ -115,6 +115,15 @@ def _train(args: argparse.Namespace) -> int:
     except Interrupted as err:
         print(f"fastsample train: {err}", file=sys.stderr)
         return 128 + err.signum  # 130 for SIGINT, 143 for SIGTERM, as the shell reports them
+    except Exception as err:
+        from fastsample.distributed import DistributedError
+
+        if not isinstance(err, DistributedError):
+            raise
+        print(f"fastsample train: error: {err}", file=sys.stderr)
+        return 2
+    if summary.get("rank", 0) != 0:  # --distributed: rank 0 reports for every rank
+        return 0
     solved = (f"solved in {summary['solved_at_s']:.2f} s ({summary['solved_at_steps']:,} steps)"
               if summary["solved"] else "not solved")
     print(f"{summary['env']} seed {summary['seed']}: {summary['steps']:,} steps in {summary['wall_s']:.2f} s "

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -269,6 +270,29 @@ def _caused_by_stop(stop: _StopFlag, err: Exception, grace_s: float = 1.0) -> bo
     return stop.signum is not None
 
 
+def _join_ranks(cfg: TrainConfig, device: str):
+    """``--distributed``: join torchrun's process group and check that every rank runs the same
+    config (a hash of it, without the run directory that rank 0 alone uses)."""
+    from fastsample.distributed import config_digest, from_environment
+
+    ranks = from_environment(device)
+    try:
+        same = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_dir", "progress")}
+        ranks.check_same("configs", config_digest(same))
+    except BaseException:
+        ranks.close()
+        raise
+    return ranks
+
+
+def _agree(ranks, signum: int | None, done: bool) -> tuple[int, bool]:
+    """One collective per update: the largest signal number any rank received (0: none) and
+    rank 0's decision to finish (solved, time limit)."""
+    flags = np.array([float(signum or 0), float(done) if ranks.is_main else 0.0])
+    ranks.all_reduce_(flags, "max")
+    return int(flags[0]), bool(flags[1])
+
+
 def _nanmean(values: list[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
@@ -288,6 +312,10 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     """
     t_launch = time.perf_counter()
     validate(cfg)
+    if cfg.distributed:  # torchrun's environment and the batch's split, before anything starts
+        from fastsample.distributed import check_launch
+
+        check_launch(cfg)
     from fastsample.learning.learner import resolve_device
     from fastsample.runners.common import tune_malloc
     from fastsample.sampling.envs import check_spaces, resolve_env, target_return_for
@@ -297,9 +325,23 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     # --backend compiled learns on the CPU: --device auto means the CPU then, even with a GPU
     device = resolve_device("cpu" if cfg.backend == "compiled" and cfg.device == "auto" else cfg.device)
     tune_malloc()
-    run_dir = _prepare_run_dir(cfg, resume, overwrite)
+    ranks = _join_ranks(cfg, device) if cfg.distributed else None
+    main = ranks is None or ranks.is_main  # the process that writes the run directory
+    try:
+        run_dir = _prepare_run_dir(cfg, resume, overwrite) if main else (Path(resume) if resume else None)
+    except BaseException:
+        if ranks is not None:
+            ranks.decide(0.0)  # the other ranks raise too, instead of waiting for this one
+            ranks.close()
+        raise
+    if ranks is not None and not ranks.decide(1.0):
+        ranks.close()
+        from fastsample.distributed import DistributedError
+
+        raise DistributedError("rank 0 could not prepare the run directory (its error says why)")
     ckpt = load_checkpoint(run_dir) if resume else None
-    _atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    if main:
+        _atomic_write_text(run_dir / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     target = target_return_for(cfg)
     prog = {"evals": [], "solved_at_s": None, "solved_at_steps": None, "elapsed_s": 0.0, "startup_s": 0.0,
             "train_returns": []}
@@ -313,7 +355,13 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     final = None
     stack = contextlib.ExitStack()
     try:
-        if cfg.mode == "sync":
+        if cfg.mode == "sync" and ranks is not None:
+            from fastsample.distributed import attach, rank_config
+            from fastsample.runners.sync import SyncRunner
+
+            runner = SyncRunner(rank_config(cfg, ranks), device)
+            attach(runner, ranks)
+        elif cfg.mode == "sync":
             from fastsample.runners.sync import SyncRunner
 
             runner = SyncRunner(cfg, device)
@@ -323,12 +371,28 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             runner = AsyncRunner(cfg, device)
         from fastsample.runners.common import Evaluator
 
-        evaluator = Evaluator(cfg.env, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + 500_000_000 % (2**31))
+        if main:
+            evaluator = Evaluator(cfg.env, cfg.eval_episodes, seed=cfg.seed * 1_000_003 + 500_000_000 % (2**31))
         if ckpt is not None:
-            exact_resume = runner.load_state_dict(ckpt["runner"])
+            state = ckpt["runner"]
+            if ranks is not None:
+                from fastsample.distributed import rank_state
+
+                saved = int(ckpt["progress"].get("world_size", 1))
+                state = rank_state(state, ranks, saved)
+                if saved != ranks.world_size and main and not quiet:
+                    print(f"fastsample train: resuming a run of {saved} rank(s) on {ranks.world_size}: the weights, "
+                          f"Adam and the normalisation statistics go on, the global batch (--num-envs "
+                          f"{cfg.num_envs} x --num-steps {cfg.num_steps}) stays the same, and every rank's envs "
+                          "start fresh episodes", file=sys.stderr)
+            exact_resume = runner.load_state_dict(state)
             prog.update(ckpt["progress"])
-            evaluator.count = ckpt.get("eval_count", 0)
-        metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
+            if main:
+                evaluator.count = ckpt.get("eval_count", 0)
+        if ranks is not None:
+            prog["world_size"] = ranks.world_size
+        if main:
+            metrics = _Metrics(run_dir, keep_up_to_iteration=runner.iteration if ckpt is not None else None)
         recent_returns = list(prog["train_returns"])[-100:]
         base_elapsed = prog["elapsed_s"]
         t_first = None
@@ -337,12 +401,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             return base_elapsed + (0.0 if t_first is None else time.perf_counter() - t_first)
 
         def checkpoint() -> None:
+            if not main:
+                return
             metrics.flush()  # every metrics line up to this update is on disk before the checkpoint is
             state = {"runner": runner.state_dict(), "progress": dict(prog, elapsed_s=elapsed()),
                      "eval_count": evaluator.count, "config": dataclasses.asdict(cfg)}
             save_checkpoint(run_dir, state)
 
-        if cfg.progress and not quiet:
+        if cfg.progress and not quiet and main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.total_steps, initial=runner.global_step, unit="step", unit_scale=True,
@@ -363,7 +429,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
         t_first = time.perf_counter()
         last_ckpt = last_bar = time.perf_counter()
         steps_at_bar, time_at_bar = runner.global_step, elapsed()
-        while runner.global_step < cfg.total_steps and stop.signum is None:
+        agreed_stop = False  # distributed: the ranks stop together, on any rank's signal or rank 0's decision
+        while runner.global_step < cfg.total_steps and not agreed_stop and (ranks is not None or stop.signum is None):
             try:
                 out = runner.iteration_step()
             except Exception as err:
@@ -375,17 +442,20 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
                 break
             sample_s += out["sample_s"]
             learn_s += out["learn_s"]
-            recent_returns.extend(out["episode_returns"].tolist())
+            episode_returns = out["episode_returns"]
+            if ranks is not None:  # the mean over every rank's episodes
+                episode_returns = ranks.gather_values(episode_returns)
+            recent_returns.extend(episode_returns.tolist())
             recent_returns = recent_returns[-100:]
             mean_ret = _nanmean(recent_returns)
             row = {"step": runner.global_step, "iteration": runner.iteration, "time_s": round(elapsed(), 4),
-                   "episode_return": mean_ret, "episodes": int(len(out["episode_returns"])),
+                   "episode_return": mean_ret, "episodes": int(len(episode_returns)),
                    "policy_lag": out["policy_lag"]}
             row.update({k: out[k] for k in ("policy_lag_min", "policy_lag_max", "slots_dropped") if k in out})
             row.update({k: out[k] for k in ("lr", "policy_loss", "value_loss", "entropy", "approx_kl",
                                             "clipfrac", "grad_norm")})
             gate = cfg.eval_min_train_return
-            if cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
+            if main and cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
                     math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
                 rets = evaluator.run(runner.greedy, runner.normalizer, target=target,
                                      max_step_reward=cfg.max_step_reward)
@@ -395,7 +465,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
                 if prog["solved_at_s"] is None and rets.mean() >= target:
                     prog["solved_at_s"] = elapsed()
                     prog["solved_at_steps"] = runner.global_step
-            metrics.write(row)
+            if main:
+                metrics.write(row)
             now = time.perf_counter()
             if bar is not None and now - last_bar >= cfg.log_interval:
                 el = elapsed()
@@ -404,13 +475,16 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
                 bar.set_postfix_str(f"SPS {sps:,.0f} | return {mean_ret:.1f} | lag {out['policy_lag']:.2f}"
                                     + (f" | eval {prog['evals'][-1][2]:.1f}" if prog["evals"] else ""))
                 last_bar, steps_at_bar, time_at_bar = now, runner.global_step, el
-            if stop.signum is not None:
+            done = bool((cfg.stop_when_solved and prog["solved_at_s"] is not None)
+                        or (cfg.time_limit and elapsed() >= cfg.time_limit))
+            if ranks is not None:  # any rank's signal, rank 0's decision to finish
+                signum, done = _agree(ranks, stop.signum, done)
+                if signum and stop.signum is None:
+                    stop.signum = signum
+                agreed_stop = done or signum != 0
+            if stop.signum is not None or done:
                 break
-            if cfg.stop_when_solved and prog["solved_at_s"] is not None:
-                break
-            if cfg.time_limit and elapsed() >= cfg.time_limit:
-                break
-            if now - last_ckpt >= cfg.checkpoint_interval:
+            if main and now - last_ckpt >= cfg.checkpoint_interval:
                 prog["train_returns"] = recent_returns
                 checkpoint()
                 last_ckpt = time.perf_counter()
@@ -422,7 +496,7 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             bar.update(runner.global_step - bar.n)
             bar.close()
             bar = None
-        if interrupted is None:
+        if interrupted is None and main:
             final = evaluator.run(runner.greedy, runner.normalizer)
     finally:
         if bar is not None:
@@ -434,6 +508,8 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
                         closing.callback(part.close)
         finally:
             stack.close()  # the default SIGINT/SIGTERM handlers again, once the processes are closed
+            if ranks is not None:
+                ranks.close()
 
     steps_run = runner.global_step
     summary = {
@@ -460,11 +536,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
         "signal": None if interrupted is None else signal.Signals(interrupted).name,
         "stop_error": None if stop_error is None else f"{type(stop_error).__name__}: {stop_error}".splitlines()[0],
         "run_dir": str(run_dir),
+        "world_size": 1 if ranks is None else ranks.world_size,
+        "rank": 0 if ranks is None else ranks.rank,
     }
-    _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if main:
+        _atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if interrupted is not None:
-        raise Interrupted(interrupted, f"stopped by {signal.Signals(interrupted).name}; checkpoint saved in "
-                                       f"{run_dir / CHECKPOINT}")
+        where = f"checkpoint saved in {run_dir / CHECKPOINT}" if main else "rank 0 saved the checkpoint"
+        raise Interrupted(interrupted, f"stopped by {signal.Signals(interrupted).name}; {where}")
     return summary
 
 

@@ -44,6 +44,9 @@ class TrainConfig:
     backend: str = "auto"
     """learner of the PPO update: torch; compiled (Numba kernels, fastsample.learning.compiled, for the update, the rollout's policy and the evaluations: MLP policies on the CPU, --mode sync); auto: compiled where it runs, torch elsewhere (GPU, --mode async)"""
 
+    distributed: bool = False
+    """data-parallel PPO over the ranks torchrun starts (DD-PPO, torch.distributed: gloo on CPU, NCCL on CUDA): --num-envs are all ranks' envs together, each rank steps num-envs / world-size of them and averages its gradient with the others'; rank 0 writes the run directory"""
+
     # -- sampling --------------------------------------------------------------------------
     num_envs: int = 64
     """parallel envs"""
@@ -276,6 +279,11 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.vf_coef >= 0, "vf_coef", "must be >= 0")
     need(cfg.max_grad_norm > 0, "max_grad_norm", "must be > 0")
     need(cfg.target_kl >= 0, "target_kl", "must be >= 0")
+    if cfg.distributed and cfg.mode != "sync":
+        raise ConfigError("--distributed runs with --mode sync (each rank may still use --num-workers env workers)")
+    if cfg.distributed and cfg.target_kl:
+        raise ConfigError("--target-kl stops each rank's epochs on its own KL, so the replicas would part; "
+                          "it is not available with --distributed")
     need(cfg.time_limit >= 0, "time_limit", "must be >= 0")
     need(cfg.checkpoint_interval > 0, "checkpoint_interval", "must be > 0")
     need(cfg.log_interval > 0, "log_interval", "must be > 0")

@@ -59,8 +59,9 @@ class SyncRunner:
             self.boot = np.zeros((T, N), np.float64)
         self.ep_return = np.zeros(N, np.float64)
         self.ep_length = np.zeros(N, np.int64)
-        self.global_step = 0
+        self.global_step = 0  # env steps of every rank together (fastsample.distributed)
         self.iteration = 0
+        self.world_size = 1  # ranks stepping alike (DD-PPO: set by fastsample.distributed.attach)
         self.next_obs: np.ndarray | None = None
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -108,11 +109,11 @@ class SyncRunner:
         batch["returns"] = returns.reshape(-1)
         stats = learner.update(batch)
         t2 = time.perf_counter()
-        self.global_step += T * N
+        self.global_step += T * N * self.world_size
         self.iteration += 1
         rets = np.concatenate(finished_returns) if finished_returns else np.zeros(0)
         lens = np.concatenate(finished_lengths) if finished_lengths else np.zeros(0, np.int64)
-        return {"steps": T * N, "episode_returns": rets, "episode_lengths": lens, "policy_lag": 0.0,
+        return {"steps": T * N * self.world_size, "episode_returns": rets, "episode_lengths": lens, "policy_lag": 0.0,
                 "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": learner.learning_rate, **vars(stats)}
 
     # -- rollouts ----------------------------------------------------------------------------
