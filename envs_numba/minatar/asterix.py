@@ -143,29 +143,28 @@ def _step_env(i, action, state, rng, params, obs, tape):
         py = min(8, py + 1)
     reward = 0.0
     terminal = False
-    for k in range(N_SLOTS):
-        if state[S_ALIVE + k, i] != 0.0 and state[S_EX + k, i] == px and k + 1 == py:
-            if state[S_GOLD + k, i] != 0.0:
-                state[S_ALIVE + k, i] = 0
-                reward += 1.0
-            else:
-                terminal = True
+    k = py - 1  # the player's row (1..8) holds slot py - 1 only
+    if state[S_ALIVE + k, i] != 0.0 and state[S_EX + k, i] == px:
+        if state[S_GOLD + k, i] != 0.0:
+            state[S_ALIVE + k, i] = 0
+            reward += 1.0
+        else:
+            terminal = True
     move_timer = np.int64(state[S_MOVE_TIMER, i])
     move_speed = np.int64(state[S_MOVE_SPEED, i])
     if move_timer == 0:
         move_timer = move_speed
-        for k in range(N_SLOTS):
-            if state[S_ALIVE + k, i] != 0.0:
-                x = np.int64(state[S_EX + k, i]) + (1 if state[S_RIGHT + k, i] != 0.0 else -1)
-                state[S_EX + k, i] = x
-                if x < 0 or x > 9:
-                    state[S_ALIVE + k, i] = 0
-                elif x == px and k + 1 == py:
-                    if state[S_GOLD + k, i] != 0.0:
-                        state[S_ALIVE + k, i] = 0
-                        reward += 1.0
-                    else:
-                        terminal = True
+        for k in range(N_SLOTS):  # selects, not branches: which slots are taken is random
+            alive = state[S_ALIVE + k, i] != 0.0
+            gold = state[S_GOLD + k, i] != 0.0
+            x = np.int64(state[S_EX + k, i])
+            x += (1 if state[S_RIGHT + k, i] != 0.0 else -1) if alive else 0
+            stays = alive & (0 <= x) & (x <= 9)  # an entity leaving the screen is gone
+            hit = stays & (x == px) & (k + 1 == py)
+            state[S_EX + k, i] = x
+            state[S_ALIVE + k, i] = 1.0 if stays & (not (hit & gold)) else 0.0
+            reward += 1.0 if hit & gold else 0.0
+            terminal |= hit & (not gold)
     spawn_timer -= 1
     move_timer -= 1
     if params[C.P_RAMPING] != 0.0 and (spawn_speed > 1 or move_speed > 1):

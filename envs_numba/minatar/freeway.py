@@ -121,24 +121,19 @@ def _step_env(i, action, state, rng, params, obs, tape):
         reward = 1.0
         _randomize_cars(i, state, rng, tape)
         pos = 9
-    for k in range(N_CARS):
+    for k in range(N_CARS):  # selects, not branches: which cars move is random per env
         y = k + 1
         x = np.int64(state[S_CAR_X + k, i])
         timer = np.int64(state[S_CAR_TIMER + k, i])
         speed = np.int64(state[S_CAR_SPEED + k, i])
-        if x == 4 and y == pos:
-            pos = 9
-        if timer == 0:
-            timer = abs(speed)
-            x += 1 if speed > 0 else -1
-            if x < 0:
-                x = 9
-            elif x > 9:
-                x = 0
-            if x == 4 and y == pos:
-                pos = 9
-        else:
-            timer -= 1
+        pos = 9 if (x == 4) & (y == pos) else pos
+        move = timer == 0
+        moved = x + (1 if speed > 0 else -1)
+        moved = 9 if moved < 0 else (0 if moved > 9 else moved)
+        x = moved if move else x
+        timer = abs(speed) if move else timer - 1
+        # after a move (a car that stayed was checked above, and y == 9 is no lane)
+        pos = 9 if (x == 4) & (y == pos) else pos
         state[S_CAR_X + k, i] = x
         state[S_CAR_TIMER + k, i] = timer
     state[S_POS, i] = pos
