@@ -32,6 +32,8 @@ SECTIONS = {
              "(rl-zoo hyperparameters)",
     "learners": "torch vs compiled learner: minibatch update and act() timings, steps to solve CartPole over "
                 "seeds 0-9 with an exact Mann-Whitney U test",
+    "distributed": "data-parallel PPO (--distributed, torchrun + gloo): large batch on 1 and 2 ranks, scaling "
+                   "efficiency, all-reduce cost and a projection to N nodes",
 }
 DEFAULT_SWEEP_N = "1,4,16,64,256,1024,4096,16384,65536"
 QUICK_SWEEP_N = "1,16,256,4096,65536"
@@ -248,6 +250,11 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
                               f"learners: fastsample train --backend {backend} --seed {seed} (steps to solve)",
                               (lambda sd=seed, b=backend: {"status": missing} if missing
                                else learner_compare.train_command(sd, b))))
+    if "distributed" in sections:
+        from bench import distributed
+
+        tasks.append((("distributed",), "distributed: large-batch PPO on 1 and 2 torchrun ranks",
+                      lambda: distributed.measure(repeats=1 if s.quick else 3, iterations=3 if s.quick else 6)))
     return tasks
 
 
@@ -272,6 +279,10 @@ def describe(value: Any) -> str:
         return f"torch {value['torch_ms']:.3f} ms, compiled {value['compiled_ms']:.3f} ms ({value['speedup']:.1f}x)"
     if isinstance(value, dict) and "fastsample" in value:
         return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
+    if isinstance(value, dict) and "by_ranks" in value:  # bench/distributed.py
+        d = value["summary"]
+        return (f"1 rank {fmt_rate(d['sps_1'])}/s, 2 ranks {fmt_rate(d['sps_2'])}/s "
+                f"({d['speedup']:.2f}x, efficiency {d['efficiency']:.0%})")
     if isinstance(value, dict) and "runs" in value:  # benchmark_training results
         import statistics
 

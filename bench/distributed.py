@@ -111,7 +111,7 @@ def _free_port() -> int:
 
 
 def measure(repeats: int = 3, iterations: int = 6) -> dict[str, Any]:
-    """``{"runs": {1: [...], 2: [...]}, "summary": {...}}``: medians over ``repeats``, the ranks
+    """``{"by_ranks": {1: [...], 2: [...]}, "summary": {...}}``: medians over ``repeats``, the ranks
     counts run alternately so that drifts of the machine hit both alike."""
     try:
         import torch.distributed  # noqa: F401
@@ -137,7 +137,7 @@ def measure(repeats: int = 3, iterations: int = 6) -> dict[str, Any]:
                "allreduce_share": float(np.median([r["allreduce_s_in_training"] for r in two])),
                "update_s_2": float(np.median([r["seconds"] / r["iterations"] for r in two])),
                "cores": os.cpu_count()}
-    return {"runs": runs, "summary": summary}
+    return {"by_ranks": runs, "summary": summary}
 
 
 def projection(summary: dict[str, Any], link_gbit: float = 10.0) -> list[str]:

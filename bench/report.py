@@ -137,6 +137,8 @@ class Report:
             lines += self.compile()
         if "learners" in self.sections:
             lines += self.learners()
+        if "distributed" in self.sections:
+            lines += self.distributed()
         lines += self.micro()
         if self.plot_notes:
             lines += ["", *[f"Note: {n}." for n in self.plot_notes]]
@@ -503,6 +505,21 @@ class Report:
             else:
                 lines += [str(ppo.get("status", ppo) if isinstance(ppo, dict) else ppo), ""]
         return lines
+
+    def distributed(self) -> list[str]:
+        """Data-parallel PPO on 1 and 2 ranks (bench/distributed.py)."""
+        from bench.distributed import markdown
+
+        result = self.get("distributed")
+        if not isinstance(result, dict):
+            return []
+        return ["## Data-parallel PPO (--distributed)", "",
+                "The large-batch configuration (4096 envs x 16 steps in all, 64x64 tanh, 4 epochs x 4 minibatches, "
+                "in-process envs) under `torchrun --nproc-per-node K -m fastsample.cli train --distributed`: each rank "
+                "steps 4096 / K envs and averages its gradient with the others' once per minibatch (gloo on this "
+                "CPU). Median of the runs; start-up excluded. On a machine with C cores, K ranks share them: with "
+                "K = C every core runs one rank's envs and learner, so the ideal is Kx.", "",
+                markdown(result), ""]
 
     def learners(self) -> list[str]:
         """Learner backends: minibatch update timings and the steps-to-solve distributions with
