@@ -193,6 +193,10 @@ def check_launch(cfg) -> int:
             f"each rank's batch ({local} envs x {cfg.num_steps} steps = {local * cfg.num_steps}) must divide into "
             f"--num-minibatches {cfg.num_minibatches}: with world size {world}, pick --num-envs / --num-steps "
             "so that it does")
+    samplers = max(1, cfg.num_workers)
+    if cfg.mode == "async" and local % samplers:
+        raise DistributedError(f"--mode async: each rank's {local} envs must divide over its --num-workers "
+                               f"{samplers} samplers; make --num-envs a multiple of {world * samplers}")
     if cfg.double_buffer and local % 2:
         raise DistributedError(f"--double-buffer splits each rank's {local} envs into two halves: make "
                                f"--num-envs a multiple of {2 * world}")
@@ -210,19 +214,30 @@ def rank_config(cfg, ranks: "Ranks"):
 
 
 def attach(runner, ranks: "Ranks") -> None:
-    """Make ``runner`` (a :class:`~fastsample.runners.sync.SyncRunner` over :func:`rank_config`)
-    one replica of a data-parallel run: the learner's gradient averaged over the ranks before
-    clipping and Adam, its advantage moments and the normalisation statistics reduced across
-    ranks, steps counted for all ranks, and rank 0's initial weights on every rank."""
-    runner.world_size = ranks.world_size
-    learner = runner.learner
-    learner.grad_hook = ranks.all_reduce_mean_
-    learner.adv_moments_hook = ranks.all_reduce_sum_
+    """Make ``runner`` (a sync or async runner over :func:`rank_config`) one replica of a
+    data-parallel run: the gradient averaged over the ranks before clipping and Adam, the
+    advantage moments and the normalisation statistics reduced across ranks, steps counted for
+    all ranks, and rank 0's initial weights on every rank."""
+    learner = getattr(runner, "learner", None)  # the sync runner's learner; the async runner learns itself
+    hooked = learner if learner is not None else runner
+    hooked.grad_hook = ranks.all_reduce_mean_
+    hooked.adv_moments_hook = ranks.all_reduce_sum_
     runner.normalizer.obs_rms.moments_hook = ranks.moments_hook
     runner.normalizer.ret_rms.moments_hook = ranks.moments_hook
-    flat = np.ascontiguousarray(learner.flat_params(), np.float32).copy()
-    ranks.broadcast_(flat)
-    learner.set_flat_params(flat)
+    if learner is not None:
+        runner.world_size = ranks.world_size  # equal batches: every rank steps T x N per update
+        flat = np.ascontiguousarray(learner.flat_params(), np.float32).copy()
+        ranks.broadcast_(flat)
+        learner.set_flat_params(flat)
+    else:
+        import torch
+
+        # an async rank's batch is the slots it took: count them all
+        runner.count_steps = lambda n: int(ranks.all_reduce_sum_(np.array([n], np.int64))[0])
+        flat = runner.flat.detach().cpu().numpy().copy()
+        ranks.broadcast_(flat)
+        with torch.no_grad():
+            runner.flat.copy_(torch.from_numpy(flat))
 
 
 _OWN_STREAMS = ("np_generator", "np_action_generators", "generator", "half_generators", "torch_rng")

@@ -355,20 +355,23 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
     final = None
     stack = contextlib.ExitStack()
     try:
-        if cfg.mode == "sync" and ranks is not None:
-            from fastsample.distributed import attach, rank_config
+        run_cfg = cfg
+        if ranks is not None:
+            from fastsample.distributed import rank_config
+
+            run_cfg = rank_config(cfg, ranks)
+        if cfg.mode == "sync":
             from fastsample.runners.sync import SyncRunner
 
-            runner = SyncRunner(rank_config(cfg, ranks), device)
-            attach(runner, ranks)
-        elif cfg.mode == "sync":
-            from fastsample.runners.sync import SyncRunner
-
-            runner = SyncRunner(cfg, device)
+            runner = SyncRunner(run_cfg, device)
         else:
             from fastsample.runners.async_runner import AsyncRunner
 
-            runner = AsyncRunner(cfg, device)
+            runner = AsyncRunner(run_cfg, device)
+        if ranks is not None:
+            from fastsample.distributed import attach
+
+            attach(runner, ranks)
         from fastsample.runners.common import Evaluator
 
         if main:

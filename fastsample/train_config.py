@@ -279,8 +279,6 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.vf_coef >= 0, "vf_coef", "must be >= 0")
     need(cfg.max_grad_norm > 0, "max_grad_norm", "must be > 0")
     need(cfg.target_kl >= 0, "target_kl", "must be >= 0")
-    if cfg.distributed and cfg.mode != "sync":
-        raise ConfigError("--distributed runs with --mode sync (each rank may still use --num-workers env workers)")
     if cfg.distributed and cfg.target_kl:
         raise ConfigError("--target-kl stops each rank's epochs on its own KL, so the replicas would part; "
                           "it is not available with --distributed")

@@ -88,6 +88,18 @@ def test_torchrun_two_ranks_solve_cartpole(tmp_path):
     assert _shm() <= shm
 
 
+def test_torchrun_two_ranks_async_mode(tmp_path):
+    """--mode async: each rank's samplers fill its slots; the ranks still average every minibatch's
+    gradient and count every rank's steps."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(_train("--env", "CartPole-v1", "--mode", "async", "--num-workers", "1", "--run-dir",
+                                 str(run_dir)), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["mode"] == "async"
+    assert summary["solved"], summary
+
+
 def _two_nodes(tmp_path, per_node_args: list[tuple[str, ...]], timeout: float = 300):
     port = _free_port()
     procs = []

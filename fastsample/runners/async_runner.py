@@ -91,6 +91,10 @@ class AsyncRunner:
         self.version = 0
         self.global_step = 0
         self.iteration = 0
+        # data-parallel training (fastsample.distributed.attach): the learner's hooks (see
+        # fastsample.learning.learner) and the count of every rank's steps in an update
+        self.grad_hook = self.adv_moments_hook = None
+        self.count_steps = None
         self.lag_hist: dict[int, int] = {}  # policy lag -> slots used with it
         self.slots_dropped = 0
 
@@ -234,13 +238,15 @@ class AsyncRunner:
         stats = ppo_update(self.model, self.optimizer, batch, update_epochs=cfg.update_epochs,
                            num_minibatches=cfg.num_minibatches, clip_coef=cfg.clip_coef, vf_coef=cfg.vf_coef,
                            ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv,
-                           clip_vloss=cfg.clip_vloss, target_kl=cfg.target_kl, generator=self.generator)
+                           clip_vloss=cfg.clip_vloss, target_kl=cfg.target_kl, generator=self.generator,
+                           grad_hook=self.grad_hook, adv_moments_hook=self.adv_moments_hook)
         self._publish()
         t2 = time.perf_counter()
-        self.global_step += N
+        steps = N if self.count_steps is None else self.count_steps(N)
+        self.global_step += steps
         self.iteration += 1
         finished = ep_rets[~np.isnan(ep_rets)]
-        return {"steps": N, "episode_returns": finished, "episode_lengths": np.zeros(0), "policy_lag": lag,
+        return {"steps": steps, "episode_returns": finished, "episode_lengths": np.zeros(0), "policy_lag": lag,
                 "policy_lag_min": int(min(lags)), "policy_lag_max": int(max(lags)), "slots_dropped": dropped,
                 "sample_s": t1 - t0, "learn_s": t2 - t1, "lr": self.optimizer.param_groups[0]["lr"],
                 **vars(stats)}
@@ -259,8 +265,10 @@ class AsyncRunner:
                 d[key] = to_torch(d[key])
         self.model.load_state_dict(d["model"])
         load_adam_state(self.optimizer, self.flat, d["adam"])
-        self.generator.set_state(d["generator"])
-        torch.set_rng_state(d["torch_rng"])
+        if d.get("generator") is not None:  # absent: another rank's streams (fastsample.distributed.rank_state)
+            self.generator.set_state(d["generator"])
+        if d.get("torch_rng") is not None:
+            torch.set_rng_state(d["torch_rng"])
         np.random.set_state(d["numpy_rng"])
         self.normalizer.load_state_dict(d["normalizer"])
         self.global_step, self.iteration = int(d["global_step"]), int(d["iteration"])
