@@ -100,6 +100,20 @@ def test_torchrun_two_ranks_async_mode(tmp_path):
     assert summary["solved"], summary
 
 
+def test_resume_on_another_world_size(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.run(_train("--env", "CartPole-v1", "--run-dir", str(run_dir), "--total-steps", "8192",
+                                  "--no-stop-when-solved"), cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    other = subprocess.run(_train("--resume", str(run_dir), "--total-steps", "24576", nproc=1), cwd=tmp_path,
+                           env=_env(), capture_output=True, text=True, timeout=300)
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "resuming a run of 2 rank(s) on 1" in other.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed"] and summary["world_size"] == 1 and summary["steps"] >= 24576
+
+
 def _two_nodes(tmp_path, per_node_args: list[tuple[str, ...]], timeout: float = 300):
     port = _free_port()
     procs = []
