@@ -77,7 +77,7 @@ S_GOLD = S_RIGHT + N_SLOTS  # 1.0 for gold, 0.0 for an enemy
 STATE_DIM = S_GOLD + N_SLOTS
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
@@ -108,7 +108,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     spawn_timer = np.int64(state[S_SPAWN_TIMER, i])

@@ -69,7 +69,7 @@ FLIP_Y = np.array([3, 2, 1, 0], dtype=np.int64)  # off the ceiling, a brick, the
 FLIP_XY = np.array([2, 3, 0, 1], dtype=np.int64)  # off the paddle's side
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
@@ -96,7 +96,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])

@@ -76,7 +76,7 @@ POPCOUNT = np.array([bin(m).count("1") for m in range(1024)], dtype=np.int64)
 SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10)], dtype=np.int64)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common); every byte written
     pos = np.int64(state[S_POS, i])
@@ -113,7 +113,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     _write_obs(i, state, obs)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
