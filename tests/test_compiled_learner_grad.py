@@ -363,6 +363,24 @@ def test_vtrace_matches_trainer(lam, rho_bar, c_bar):
     np.testing.assert_allclose(adv, adv_t.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_greedy_is_the_torch_models(discrete, activation):
+    """greedy() (the actor's forward alone, for the evaluations) gives ActorCritic.greedy's actions
+    and act(greedy=True)'s, at a batch size that spans several chunks and at one sample."""
+    model, _, learner = make_pair(discrete, activation=activation)
+    for n in (1, 300):
+        obs = torch.randn((n, 4), generator=torch.Generator().manual_seed(n)) * 1.5
+        with torch.no_grad():
+            want = model.greedy(obs).numpy()
+        got = learner.greedy(obs.numpy())
+        np.testing.assert_array_equal(got, learner.act(obs.numpy(), greedy=True)[0])
+        if discrete:
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_update_loop_runs_and_learns_nothing_nan():
     """``update`` (epochs of shuffled minibatches, target_kl early stop) on a trainer-shaped batch."""
     model, _, learner = make_pair(True, learning_rate=1e-3)
@@ -442,6 +460,7 @@ for discrete in (True, False):
         L.forward(obs)
         L.act(obs, rng.random((n, 3), dtype=np.float32))
         L.act(obs, greedy=True)
+        L.greedy(obs)
 r = rng.normal(size=(9, 7)).astype(np.float32)
 compiled.compute_gae(r, r, (r > 1).astype(np.float32), r[0], 0.99, 0.95)
 compiled.vtrace(r, r, (r > 1).astype(np.float32), r[0], r, 0.99)

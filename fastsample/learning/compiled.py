@@ -840,6 +840,37 @@ def _act(params, critic, actor, act, discrete, log_std_off, obs, noise, greedy, 
             logp[b] = lp
 
 
+@njit(**_KW)
+def _greedy(params, actor, act, discrete, obs, ws, actions_i, actions_f):
+    """The greedy actions of ``obs`` (M, obs_dim), actor only (no critic, no log-probs): the
+    argmax of the logits (the first on ties, as torch) into ``actions_i`` (M,) or the Gaussian
+    mean into ``actions_f`` (M, K). For the evaluations, where the policy's cost per step is the
+    actor's forward alone."""
+    M, obs_dim = obs.shape
+    K = actor[actor.shape[0] - 1, 3]
+    S = _row_stride(M)
+    x = ws[:obs_dim * S].reshape((obs_dim, S))
+    _transpose(obs, x, M, obs_dim)
+    a_base = obs_dim * S
+    _mlp_fwd(params, actor, x, ws, a_base, M, S, act)
+    o_off = a_base + actor[actor.shape[0] - 1, 4] * S
+    out = ws[o_off:o_off + K * S].reshape((K, S))
+    if discrete:
+        for b in range(M):
+            _no_vectorize()
+            best = out[0, b]
+            besti = 0
+            for k in range(1, K):
+                _no_vectorize()
+                sc = out[k, b]
+                better = sc > best
+                best = sc if better else best
+                besti = k if better else besti
+            actions_i[b] = besti
+    else:
+        _transpose(out, actions_f, K, M)
+
+
 # --- GAE and V-trace ---------------------------------------------------------------------------------
 
 
@@ -1308,6 +1339,21 @@ class CompiledPPOLearner:
         act_i, act_f = (actions, self._empty_f) if self.discrete else (self._empty_i, actions)
         _act(self.params, self.critic_layers, self.actor_layers, self._act, self.discrete, self.log_std_off, obs,
              noise, greedy, self._ws, act_i, act_f, logp, value)
+        return out
+
+    def greedy(self, obs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The greedy actions of ``obs`` (M, obs_dim) float32 (C-contiguous), the actor's forward
+        alone: int64 (M,) argmax or float32 (M, action_dim) mean; ``out``: an array of that shape
+        to fill and return. As ``act(obs, greedy=True)[0]``."""
+        m = obs.shape[0]
+        if obs.dtype != np.float32 or obs.ndim != 2 or obs.shape[1] != self.obs_dim or not obs.flags.c_contiguous:
+            raise TypeError(f"obs must be C-contiguous float32 (n, {self.obs_dim}), got {obs.dtype} {obs.shape}")
+        if m > self.max_minibatch:
+            self._alloc(m)
+        if out is None:
+            out = np.empty(m, np.int64) if self.discrete else np.empty((m, self.action_dim), np.float32)
+        act_i, act_f = (out, self._empty_f) if self.discrete else (self._empty_i, out)
+        _greedy(self.params, self.actor_layers, self._act, self.discrete, obs, self._ws, act_i, act_f)
         return out
 
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -66,6 +66,7 @@ class CompiledLearner:
         self.core.minibatch_update(x, a, z, z, z, z, np.arange(8, dtype=np.int64), optimise=False)
         compiled.compute_gae(z[None], z[None], z[None], z, self.cfg.gamma, self.cfg.gae_lambda)
         self.core.act(x, greedy=True)
+        self.core.greedy(x)
 
     def act(self, obs: np.ndarray, stream: int, out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         rng = self.action_rngs[stream]
@@ -82,7 +83,9 @@ class CompiledLearner:
         return v
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.core.act(np.ascontiguousarray(obs, np.float32), greedy=True)[0]
+        """Greedy actions (the actor's forward alone: the evaluations' cost per step)."""
+        x = obs if obs.dtype == np.float32 and obs.flags.c_contiguous else np.ascontiguousarray(obs, np.float32)
+        return self.core.greedy(x)
 
     # -- learning ---------------------------------------------------------------------------------
 

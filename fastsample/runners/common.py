@@ -94,19 +94,26 @@ class Evaluator:
         box = isinstance(self.action_space, gym.spaces.Box)
         limit = getattr(env, "max_episode_steps", None) or getattr(getattr(env, "spec", None), "max_episode_steps", None)
         can_stop = math.isfinite(target) and math.isfinite(max_step_reward) and limit
+        apply = normalizer.apply_obs if normalizer.norm_obs else None
+        running = ~done  # the episodes not finished yet (their rewards count)
         t = 0
-        while not done.all():
-            if frames is not None and not done[0]:
+        while True:
+            if frames is not None and running[0]:
                 frames.append(env.render()[0])
-            a = np.asarray(greedy(np.ascontiguousarray(normalizer.apply_obs(obs).reshape(n, -1), np.float32)))
+            x = (obs if apply is None else apply(obs)).reshape(n, -1)
+            if x.dtype != np.float32 or not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x, np.float32)
+            a = np.asarray(greedy(x))
             if box:
                 a = np.clip(a.reshape((n, *self.action_space.shape)), self.action_space.low, self.action_space.high)
             obs, rew, term, trunc, _ = env.step(a)
-            returns += np.where(done, 0.0, rew)
-            done |= term | trunc
+            np.add(returns, rew, out=returns, where=running)
+            running &= ~(term | trunc)
+            if not running.any():
+                break
             t += 1
             if can_stop and t % 8 == 0:
-                best = returns.sum() + (~done).sum() * max(limit - t, 0) * max_step_reward
+                best = returns.sum() + np.count_nonzero(running) * max(limit - t, 0) * max_step_reward
                 if best < target * n:
                     break
         return returns
