@@ -111,3 +111,19 @@ def test_metrics_up_to_the_checkpoint_survive_sigkill(tmp_path):
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [r["iteration"] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[-1]["step"] == step + 1024
+
+
+def test_tensorboard_events_where_tensorboard_is_installed(tmp_path):
+    """With the tensorboard package installed, a run directory gets TensorBoard scalars written by
+    its own event-file writer (no torch); TensorBoard's reader finds every metrics column."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = train(make_config("CartPole-v1", total_steps=2048, progress=False, run_dir=str(tmp_path / "run"),
+                          eval_every=0), quiet=True)
+    events = [p for p in os.listdir(s["run_dir"]) if p.startswith("events.out.tfevents.")]
+    assert len(events) == 1
+    acc = EventAccumulator(os.path.join(s["run_dir"], events[0]))
+    acc.Reload()
+    assert {"episode_return", "lr", "policy_loss"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("lr")] == [512, 1024, 1536, 2048]
