@@ -199,37 +199,39 @@ def _all_gone(pids: list[int], timeout: float) -> bool:
     return False
 
 
-def test_a_rank_dying_ends_every_rank(tmp_path):
+def _end_run(tmp_path, end) -> tuple[int, Path]:
+    """Start a long 2-rank run, ``end(torchrun_process)`` it, and check that every process it
+    started is gone within seconds and /dev/shm is as before; returns (exit code, run dir)."""
     shm = _shm()
     proc, run_dir, family = _long_run(tmp_path)
     try:
-        ranks = [c for c in psutil.Process(proc.pid).children() if "fastsample.cli" in " ".join(c.cmdline())]
-        assert len(ranks) == 2
         t0 = time.monotonic()
-        ranks[1].kill()
-        out, _ = proc.communicate(timeout=60)
+        end(proc)
+        proc.communicate(timeout=60)
         took = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode != 0
-    assert took < 30, took
+    assert took < 20, took  # a few seconds here when the machine is quiet
     assert _all_gone(family, 10)
     assert _shm() <= shm
+    return proc.returncode, run_dir
+
+
+def test_a_rank_dying_ends_every_rank(tmp_path):
+    def kill_rank_1(proc):
+        ranks = [c for c in psutil.Process(proc.pid).children() if "fastsample.cli" in " ".join(c.cmdline())]
+        assert len(ranks) == 2
+        ranks[1].kill()
+
+    code, _ = _end_run(tmp_path, kill_rank_1)
+    assert code != 0
 
 
 def test_ctrl_c_ends_every_rank(tmp_path):
-    shm = _shm()
-    proc, run_dir, family = _long_run(tmp_path)
-    try:
-        t0 = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
-        out, _ = proc.communicate(timeout=60)
-        took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode != 0
-    assert took < 30, took
-    assert _all_gone(family, 10)
-    assert _shm() <= shm
+    # what a terminal's Ctrl-C does: SIGINT to the whole foreground group (torchrun, ranks, workers)
+    code, run_dir = _end_run(tmp_path, lambda proc: os.killpg(proc.pid, signal.SIGINT))
+    assert code != 0
+    summary = json.loads((run_dir / "summary.json").read_text())  # rank 0 stopped cleanly and saved
+    assert summary["interrupted"] and summary["signal"] == "SIGINT" and summary["world_size"] == 2
+    assert (run_dir / "checkpoints" / "latest.npz").exists()
