@@ -77,13 +77,17 @@ class PythonActions:
         the batch. Raises what ``iterate`` raises for a batch it cannot iterate, and
         ``ValueError`` for a batch of another length, before any env sees it."""
         n = self.num_envs if n is None else n
-        if (self.buffer is not None and type(actions) is np.ndarray and actions.dtype == self.dtype
-                and actions.shape[:1] == (n,) and actions.shape[1:] == self.row_shape):
+        if self.fits(actions, n):
             return "shared", actions
         if _rows(self.single_space, actions, n):
             return "parts", lambda lo, hi: slice_rows(self.single_space, actions, lo, hi)
         items = self.items(actions, batch_space, n)
         return "parts", lambda lo, hi: ActionItems(items[lo:hi])
+
+    def fits(self, actions: Any, n: int) -> bool:
+        """Whether ``actions`` is route 1's: an array of ``n`` rows in the buffer's dtype and shape."""
+        return (self.buffer is not None and type(actions) is np.ndarray and actions.dtype == self.dtype
+                and actions.shape[:1] == (n,) and actions.shape[1:] == self.row_shape)
 
     @staticmethod
     def items(actions: Any, batch_space: gym.Space, n: int) -> list:

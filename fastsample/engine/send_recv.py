@@ -48,10 +48,11 @@ class SendRecv:
             raise AlreadyPendingCallError(f"workers {busy} still hold results: recv() them before send()", "send")
         order = np.argsort(ids, kind="stable")
         messages = None
-        if self._py_actions is not None:  # Python envs: each gets its element of the batch, unchecked
-            route, loaded = self._py_actions.split(actions, batch_space(self.single_action_space, len(ids)), len(ids))
-            if route == "parts":
-                items = self._py_actions.items(actions, batch_space(self.single_action_space, len(ids)), len(ids))
+        py = self._py_actions
+        if py is not None:  # Python envs: each gets its element of the batch, unchecked
+            loaded = actions
+            if not py.fits(actions, len(ids)):  # one message per worker, its envs' elements
+                items = py.items(actions, batch_space(self.single_action_space, len(ids)), len(ids))
                 by_env = {int(ids[p]): items[p] for p in order}
                 messages = {w: ("step", ActionItems([by_env[i] for i in range(*self._bounds[w])])) for w in workers}
         else:
