@@ -22,7 +22,8 @@ shapes the policy's features. Measured on Breakout with its preset (seed 1, trai
 the last 100 episodes): separate torsos learn a little faster per step at first (12.2 vs 10.7 at
 0.49 M steps, 16.2 vs 14.0 at 0.98 M) and are level by 1.5 M (16.0 vs 17.6), while each step
 costs 1.6x the wall time (beside a shared-torso run of seed 2 on the shared 2-core machine,
-which was level or ahead at equal wall time: 18.2 vs 16.2 after about 670 s). ``shared=False`` builds the two separate torsos.
+which was level or ahead at equal wall time: 18.2 vs 16.2 after about 670 s).
+``shared=False`` builds the two separate torsos.
 
 Initialisation as the MLP's (CleanRL): orthogonal, gain sqrt(2) for the convolution and the
 hidden layers, 0.01 for the policy head, 1 for the value head, zero biases.
