@@ -112,9 +112,12 @@ def _activate(y, act):
             f[j] = v if v > _ZERO else _ZERO
 
 
-# Samples are processed in chunks of _CHUNK, so that a layer's input block (n_in x _CHUNK, 64 KB
-# for 64 features) stays in the L1/L2 cache while every output row is computed from it.
-_CHUNK = 256
+# Samples are processed in chunks: the matrix products of _rows_axpy sweep a layer's input block
+# (n_in x _CHUNK: 256 KB for 64 features at 1024 samples, in L2) once per four output rows, whose
+# four rows of the chunk (16 KB) stay in L1 while they accumulate; _dense_grad_w's running sums
+# cover _GCHUNK samples at a time.
+_CHUNK = 1024
+_GCHUNK = 256
 
 
 @njit(**_KW)
@@ -126,11 +129,13 @@ def _coef(C, transposed, r, k):
 def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias):
     """For each destination row ``r < n_rows``, over samples ``c0:c1``:
     ``dst[r] = init_r + sum_k C[r, k] src[k]`` where ``C[r, k]`` is ``C[k, r]`` when ``transposed``
-    and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0. Four rows and four terms at a time:
-    each loaded sample serves four rows, each stored one takes four products (measured 20-25%
-    faster than two rows)."""
+    and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0. Four rows and eight terms at a time
+    (then four, then one): each loaded sample serves four rows, each stored one takes eight
+    products, the 32 coefficients held in registers (measured 64x64 at 16384 samples: 2.0 ms
+    against 2.6 ms for four terms at a time over 256-sample chunks)."""
     n = c1 - c0
     n_src = src.shape[0]
+    n8 = n_src - n_src % 8
     n4 = n_src - n_src % 4
     r4 = n_rows - n_rows % 4
     for r in range(0, r4, 4):
@@ -144,7 +149,39 @@ def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias):
             d1[b] = i1
             d2[b] = i2
             d3[b] = i3
-        for k in range(0, n4, 4):
+        for k in range(0, n8, 8):
+            a0, a1, a2, a3 = (_coef(C, transposed, r, k), _coef(C, transposed, r, k + 1),
+                              _coef(C, transposed, r, k + 2), _coef(C, transposed, r, k + 3))
+            a4, a5, a6, a7 = (_coef(C, transposed, r, k + 4), _coef(C, transposed, r, k + 5),
+                              _coef(C, transposed, r, k + 6), _coef(C, transposed, r, k + 7))
+            e0, e1, e2, e3 = (_coef(C, transposed, r + 1, k), _coef(C, transposed, r + 1, k + 1),
+                              _coef(C, transposed, r + 1, k + 2), _coef(C, transposed, r + 1, k + 3))
+            e4, e5, e6, e7 = (_coef(C, transposed, r + 1, k + 4), _coef(C, transposed, r + 1, k + 5),
+                              _coef(C, transposed, r + 1, k + 6), _coef(C, transposed, r + 1, k + 7))
+            f0, f1, f2, f3 = (_coef(C, transposed, r + 2, k), _coef(C, transposed, r + 2, k + 1),
+                              _coef(C, transposed, r + 2, k + 2), _coef(C, transposed, r + 2, k + 3))
+            f4, f5, f6, f7 = (_coef(C, transposed, r + 2, k + 4), _coef(C, transposed, r + 2, k + 5),
+                              _coef(C, transposed, r + 2, k + 6), _coef(C, transposed, r + 2, k + 7))
+            h0, h1, h2, h3 = (_coef(C, transposed, r + 3, k), _coef(C, transposed, r + 3, k + 1),
+                              _coef(C, transposed, r + 3, k + 2), _coef(C, transposed, r + 3, k + 3))
+            h4, h5, h6, h7 = (_coef(C, transposed, r + 3, k + 4), _coef(C, transposed, r + 3, k + 5),
+                              _coef(C, transposed, r + 3, k + 6), _coef(C, transposed, r + 3, k + 7))
+            s0, s1, s2, s3 = src[k][c0:c1], src[k + 1][c0:c1], src[k + 2][c0:c1], src[k + 3][c0:c1]
+            s4, s5, s6, s7 = src[k + 4][c0:c1], src[k + 5][c0:c1], src[k + 6][c0:c1], src[k + 7][c0:c1]
+            for b in range(n):
+                v0 = s0[b]
+                v1 = s1[b]
+                v2 = s2[b]
+                v3 = s3[b]
+                v4 = s4[b]
+                v5 = s5[b]
+                v6 = s6[b]
+                v7 = s7[b]
+                d0[b] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3 + a4 * v4 + a5 * v5 + a6 * v6 + a7 * v7
+                d1[b] += e0 * v0 + e1 * v1 + e2 * v2 + e3 * v3 + e4 * v4 + e5 * v5 + e6 * v6 + e7 * v7
+                d2[b] += f0 * v0 + f1 * v1 + f2 * v2 + f3 * v3 + f4 * v4 + f5 * v5 + f6 * v6 + f7 * v7
+                d3[b] += h0 * v0 + h1 * v1 + h2 * v2 + h3 * v3 + h4 * v4 + h5 * v5 + h6 * v6 + h7 * v7
+        for k in range(n8, n4, 4):
             a0, a1, a2, a3 = (_coef(C, transposed, r, k), _coef(C, transposed, r, k + 1),
                               _coef(C, transposed, r, k + 2), _coef(C, transposed, r, k + 3))
             e0, e1, e2, e3 = (_coef(C, transposed, r + 1, k), _coef(C, transposed, r + 1, k + 1),
@@ -219,8 +256,8 @@ def _dense_grad_w(g, x, dW, db, M):
         dWo = dW[o]
         for i in range(n_in):
             dWo[i] = _ZERO
-    for c0 in range(0, M, _CHUNK):
-        c1 = min(c0 + _CHUNK, M)
+    for c0 in range(0, M, _GCHUNK):
+        c1 = min(c0 + _GCHUNK, M)
         n = c1 - c0
         for o in range(n_out):
             go = g[o][c0:c1]
