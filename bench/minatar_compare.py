@@ -1,14 +1,15 @@
 """MinAtar throughput: fastsample's batched kernels against the ``minatar`` package, same run.
 
-    python -m bench.minatar_compare [--num-envs 4096] [--seconds 2] [--games breakout,freeway]
+    python -m bench.minatar_compare [--num-envs 4096] [--seconds 6] [--rounds 9] [--games breakout,freeway]
 
 fastsample: ``make_vec("MinAtar-<Game>-v1", num_envs)`` in this process (NextStep autoreset,
 sticky actions 0.1, ``copy=False`` so nothing is copied per step), random actions pre-drawn,
 env steps per second. minatar: one ``minatar.Environment(game)`` (sticky actions 0.1, the
 package's defaults), ``act`` with random minimal-set actions, ``reset`` when an episode ends
 and ``state()`` (the observation, which its gymnasium wrapper builds on every step and every
-agent needs), steps per second. Both single-threaded on one core; each rate is the best of three
-timed runs of about ``seconds / 3``.
+agent needs), steps per second. Both single-threaded on one core (per core: one process each).
+Each game is measured in ``rounds`` pairs (fastsample, then the package, back to back, so both
+see the same load on a shared machine): the median rates and the median of the pairs' ratios.
 """
 
 from __future__ import annotations
@@ -22,27 +23,26 @@ GAMES = {"breakout": "Breakout", "freeway": "Freeway", "space_invaders": "SpaceI
          "asterix": "Asterix", "seaquest": "Seaquest"}
 
 
-def _best_rate(run, seconds: float) -> float:
-    """Steps/s: ``run(k)`` returns the env steps it took; best of three ~seconds/3 runs."""
+def _calibrate(run, seconds: float) -> int:
+    """How many ``run(k)`` calls' worth last about ``seconds``."""
     k = 1
-    while True:  # calibrate
+    while True:
         t = time.perf_counter()
-        n = run(k)
+        run(k)
         dt = time.perf_counter() - t
-        if dt > 0.05:
-            break
+        if dt > 0.02:
+            return max(1, int(k * seconds / dt))
         k *= 4
-    per_call = dt / k
-    k = max(1, int(seconds / 3 / per_call))
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        n = run(k)
-        best = max(best, n / (time.perf_counter() - t))
-    return best
 
 
-def fastsample_rate(game: str, num_envs: int, seconds: float) -> float:
+def _rate(run, k: int) -> float:
+    t = time.perf_counter()
+    n = run(k)
+    return n / (time.perf_counter() - t)
+
+
+def fastsample_runner(game: str, num_envs: int):
+    """``(run, close)``: ``run(k)`` takes ``k`` steps of ``num_envs`` envs, returns env steps."""
     import fastsample
 
     env = fastsample.make_vec(f"MinAtar-{GAMES[game]}-v1", num_envs, seed=0, copy=False)
@@ -56,10 +56,50 @@ def fastsample_rate(game: str, num_envs: int, seconds: float) -> float:
             step(pool[j % 16])
         return k * num_envs
 
+    run(50)  # compile, and into mid-game states
+    return run, env.close
+
+
+def minatar_runner(game: str):
+    """``(run, close)`` for one ``minatar.Environment``: ``act`` + ``state`` per step, reset when done."""
+    from minatar import Environment
+
+    env = Environment(game)
+    env.seed(0)
+    env.reset()
+    actions = env.minimal_action_set()
+    rng = np.random.default_rng(0)
+    pool = [actions[i] for i in rng.integers(0, len(actions), 4096)]
+    act, state, reset = env.act, env.state, env.reset
+
+    def run(k: int) -> int:
+        for j in range(k):
+            _, done = act(pool[j % 4096])
+            if done:
+                reset()
+            state()
+        return k
+
+    run(100)
+    return run, lambda: None
+
+
+def compare(game: str, num_envs: int, seconds: float, rounds: int) -> dict:
+    """Paired measurements: each round times fastsample, then the package, for about
+    ``seconds / rounds / 2`` each, so that both see the same machine load; returns the median
+    rates and the median (and range) of the per-round ratios."""
+    ours, close_ours = fastsample_runner(game, num_envs)
+    ref, close_ref = minatar_runner(game)
     try:
-        return _best_rate(run, seconds)
+        k_ours = _calibrate(ours, seconds / rounds / 2)
+        k_ref = _calibrate(ref, seconds / rounds / 2)
+        pairs = [(_rate(ours, k_ours), _rate(ref, k_ref)) for _ in range(rounds)]
     finally:
-        env.close()
+        close_ours()
+        close_ref()
+    ratios = sorted(a / b for a, b in pairs)
+    return {"fastsample": float(np.median([a for a, _ in pairs])), "minatar": float(np.median([b for _, b in pairs])),
+            "ratio": float(np.median(ratios)), "ratio_min": ratios[0], "ratio_max": ratios[-1]}
 
 
 class PackageVector:
@@ -108,40 +148,18 @@ class PackageVector:
         self.envs = []
 
 
-def minatar_rate(game: str, seconds: float) -> float:
-    from minatar import Environment
-
-    env = Environment(game)
-    env.seed(0)
-    env.reset()
-    actions = env.minimal_action_set()
-    rng = np.random.default_rng(0)
-    pool = [actions[i] for i in rng.integers(0, len(actions), 4096)]
-
-    state = env.state
-
-    def run(k: int) -> int:
-        for j in range(k):
-            _, done = env.act(pool[j % 4096])
-            if done:
-                env.reset()
-            state()
-        return k
-
-    return _best_rate(run, seconds)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-envs", type=int, default=4096)
-    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per game, both sides together")
+    parser.add_argument("--rounds", type=int, default=9, help="paired measurements per game")
     parser.add_argument("--games", default=",".join(GAMES))
     args = parser.parse_args(argv)
-    print(f"{'game':15s} {'fastsample N=' + str(args.num_envs):>18s} {'minatar':>10s} {'ratio':>7s}")
+    print(f"{'game':15s} {'fastsample N=' + str(args.num_envs):>18s} {'minatar':>10s} {'ratio':>7s}  (range)")
     for game in args.games.split(","):
-        ours = fastsample_rate(game, args.num_envs, args.seconds)
-        ref = minatar_rate(game, args.seconds)
-        print(f"{game:15s} {ours:16,.0f}/s {ref:8,.0f}/s {ours / ref:6.0f}x", flush=True)
+        r = compare(game, args.num_envs, args.seconds, args.rounds)
+        print(f"{game:15s} {r['fastsample']:16,.0f}/s {r['minatar']:8,.0f}/s {r['ratio']:6.0f}x  "
+              f"({r['ratio_min']:.0f}-{r['ratio_max']:.0f}x)", flush=True)
 
 
 if __name__ == "__main__":
