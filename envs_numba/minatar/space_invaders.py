@@ -71,6 +71,7 @@ S_EB = S_FB + 10  # enemy bullets
 STATE_DIM = S_EB + 10
 
 POPCOUNT = np.array([bin(m).count("1") for m in range(1024)], dtype=np.int64)
+LOWEST_BIT = np.array([(m & -m).bit_length() - 1 for m in range(1024)], dtype=np.int64)  # -1 for 0
 # columns in the order the reference searches them for the nearest alien (stable sort by
 # distance to the cannon: ties go to the lower column), one row per cannon column
 SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10)], dtype=np.int64)
@@ -78,23 +79,27 @@ SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10
 
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
-    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common); every byte written
-    pos = np.int64(state[S_POS, i])
-    left = state[S_DIR, i] < 0
+    # cleared, then only the cells that hold something: each row's set bits, lowest first
+    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    C.clear_obs(obs, base, OBS_SIZE)
+    obs[base + (90 + np.int64(state[S_POS, i])) * N_CH] = True
+    moving = 2 if state[S_DIR, i] < 0 else 3  # alien_left or alien_right
     for y in range(10):
-        aliens = np.int64(state[S_ALIEN + y, i])
-        fb = np.int64(state[S_FB + y, i])
-        eb = np.int64(state[S_EB + y, i])
-        row = np.uint64(base + y * 10 * N_CH)  # unsigned: see _common.clear_obs
-        for x in range(10):  # bitwise & on bools: no branches
-            alien = (aliens >> x) & 1 == 1
-            cell = row + np.uint64(x * N_CH)
-            obs[cell] = (y == 9) & (x == pos)
-            obs[cell + np.uint64(1)] = alien
-            obs[cell + np.uint64(2)] = alien & left
-            obs[cell + np.uint64(3)] = alien & (not left)
-            obs[cell + np.uint64(4)] = (fb >> x) & 1 == 1
-            obs[cell + np.uint64(5)] = (eb >> x) & 1 == 1
+        row = base + y * 10 * N_CH
+        m = np.int64(state[S_ALIEN + y, i])
+        while m:
+            cell = row + LOWEST_BIT[m] * N_CH
+            obs[cell + 1] = True
+            obs[cell + moving] = True
+            m &= m - 1
+        m = np.int64(state[S_FB + y, i])
+        while m:
+            obs[row + LOWEST_BIT[m] * N_CH + 4] = True
+            m &= m - 1
+        m = np.int64(state[S_EB + y, i])
+        while m:
+            obs[row + LOWEST_BIT[m] * N_CH + 5] = True
+            m &= m - 1
 
 
 @njit(cache=True, _nrt=False)
