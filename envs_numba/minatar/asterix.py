@@ -82,15 +82,14 @@ def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
     obs[base + (np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH] = True
-    for k in range(N_SLOTS):  # no branches: an empty slot ORs False into a cell of its row
-        alive = state[S_ALIVE + k, i] != 0.0
-        row = base + (k + 1) * 10 * N_CH
-        x = np.int64(state[S_EX + k, i])  # 0..9 when alive, anything when not
-        cell = row + min(max(x, 0), 9) * N_CH + (3 if state[S_GOLD + k, i] != 0.0 else 1)
-        obs[cell] = obs[cell] | alive
-        back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
-        cell = row + min(max(back, 0), 9) * N_CH + 2
-        obs[cell] = obs[cell] | (alive & (0 <= back) & (back <= 9))
+    for k in range(N_SLOTS):
+        if state[S_ALIVE + k, i] != 0.0:
+            row = base + (k + 1) * 10 * N_CH
+            x = np.int64(state[S_EX + k, i])
+            obs[row + x * N_CH + (3 if state[S_GOLD + k, i] != 0.0 else 1)] = True
+            back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
+            cell = row + min(max(back, 0), 9) * N_CH + 2
+            obs[cell] = obs[cell] | ((0 <= back) & (back <= 9))
 
 
 @njit(cache=True, _nrt=False)

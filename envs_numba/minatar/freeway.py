@@ -77,10 +77,8 @@ def _write_obs(i, state, obs):
         obs[row + x * N_CH + 1] = True
         back = x - 1 if speed > 0 else x + 1
         back = 9 if back < 0 else (0 if back > 9 else back)
-        # the trail in its speed's channel; a car of speed 0 has none (ORing False there
-        # leaves the car channel's byte as it is: no branch)
-        cell = row + back * N_CH + 1 + abs(speed)
-        obs[cell] = obs[cell] | (speed != 0)
+        if speed != 0:  # the trail, in its speed's channel (a car of speed 0 has none)
+            obs[row + back * N_CH + 1 + abs(speed)] = True
 @njit(cache=True, _nrt=False)
 def _randomize_cars(i, state, rng, tape):
     """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""

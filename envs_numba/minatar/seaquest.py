@@ -212,8 +212,8 @@ def _write_obs(i, state, obs):
             obs[row + x * N_CH + ch] = True
             if ch >= 5:  # fish, subs and divers leave a trail
                 back = x - 1 if state[lst + 1 + D * cap + k, i] != 0.0 else x + 1
-                cell = row + min(max(back, 0), 9) * N_CH + 3
-                obs[cell] = obs[cell] | ((0 <= back) & (back <= 9))
+                if 0 <= back <= 9:
+                    obs[row + back * N_CH + 3] = True
 
 
 @njit(cache=True, _nrt=False)
