@@ -160,6 +160,26 @@ def test_act_matches_torch(discrete, activation):
         assert len(np.unique(a)) == 3 and (a != ag).any()  # it really sampled
 
 
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+def test_split_act_is_the_whole(discrete, monkeypatch):
+    """``act`` on at least ACT_SPLIT_MIN observations runs as two halves on two threads; sampled and
+    greedy actions, log-probs and values are those of one call on the whole batch, bit for bit."""
+    _, _, learner = make_pair(discrete, action_dim=3)
+    n = 301  # unequal halves
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(n, 4)).astype(np.float32) * 1.5
+    noise = (1.0 - rng.random((n, 3), dtype=np.float32)) if discrete else rng.normal(size=(n, 3)).astype(np.float32)
+    monkeypatch.setattr(compiled, "ACT_SPLIT_MIN", None)
+    whole = [learner.act(obs, noise), learner.act(obs, greedy=True)]
+    assert learner._half is None
+    monkeypatch.setattr(compiled, "ACT_SPLIT_MIN", 64)
+    split = [learner.act(obs, noise), learner.act(obs, greedy=True)]
+    assert learner._half is not None  # the split path ran
+    for w, s in zip(whole, split):
+        for a, b in zip(w, s):
+            np.testing.assert_array_equal(a, b)
+
+
 OPTIONS = list(itertools.product([True, False], [True, False], [0.01, 0.0], [0.2, 1e6]))
 
 

@@ -1038,6 +1038,12 @@ over both cores, so with an idle second core the learner should run close to twi
 presets' minibatches (512-1024 samples) are not split."""
 
 
+ACT_SPLIT_MIN: int | None = 4096
+""":meth:`CompiledPPOLearner.act` on at least this many observations runs as two halves on two
+threads (``None``: never). The results are the same either way. At 4096 observations (CartPole,
+64x64) one call is about 1.9 ms of CPU time, half of it on the helper thread."""
+
+
 def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch: int) -> int:
     widths = sum(hidden)
     maxw = max(1, action_dim, *hidden)
@@ -1244,6 +1250,20 @@ class CompiledPPOLearner:
             return self.stats
         return self._minibatch(obs, actions, logprobs, advantages, returns, values, idx, optimise)
 
+    def _second_half(self, n: int) -> dict:
+        """The second half's buffers (for ``n`` samples at least) and its helper thread."""
+        if self._half is None or self._half["size"] < n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._half is not None:
+                self._half["pool"].shutdown()
+            n = max(n, self.max_minibatch // 2 + 1)
+            self._half = {"size": n, "grads": np.zeros_like(self.grads), "stats": np.zeros(ST_SIZE, np.float64),
+                          "ws": np.zeros(workspace_size(self.obs_dim, self.hidden, self.action_dim, n), np.float32),
+                          "wi": np.zeros(n, np.int64), "hp": np.zeros(HP_SIZE, np.float64),
+                          "pool": ThreadPoolExecutor(1, thread_name_prefix="fastsample-learner")}
+        return self._half
+
     def _split_update(self, obs, actions, logprobs, advantages, returns, values, idx, optimise, grad_hook,
                       adv_moments_hook) -> np.ndarray:
         """:meth:`minibatch_update` of a large minibatch as two halves on two threads: the
@@ -1256,19 +1276,9 @@ class CompiledPPOLearner:
             raise TypeError(f"idx must be a C-contiguous int64 vector, got {idx.dtype} {idx.shape}")
         m = idx.shape[0]
         h = m // 2
-        if self._half is None or self._half["size"] < m - h:
-            from concurrent.futures import ThreadPoolExecutor
-
-            if self._half is not None:
-                self._half["pool"].shutdown()
-            n = max(m - h, self.max_minibatch // 2 + 1)
-            self._half = {"size": n, "grads": np.zeros_like(self.grads), "stats": np.zeros(ST_SIZE, np.float64),
-                          "ws": np.zeros(workspace_size(self.obs_dim, self.hidden, self.action_dim, n), np.float32),
-                          "wi": np.zeros(n, np.int64), "hp": np.zeros(HP_SIZE, np.float64),
-                          "pool": ThreadPoolExecutor(1, thread_name_prefix="fastsample-learner")}
+        half = self._second_half(m - h)
         if h > self.max_minibatch:
             self._alloc(h)
-        half = self._half
         hp = self.hp
         if hp[HP_NORM_ADV] != 0.0:
             a = advantages[idx].astype(np.float64)
@@ -1363,7 +1373,8 @@ class CompiledPPOLearner:
         in (0, 1] for a categorical head (Gumbel-max, as torch.rand draws them) or standard
         normals for a Gaussian one (as torch.randn); ``greedy`` takes the argmax or the mean (no
         noise). Actions are int64 (M,) or float32 (M, action_dim) (unclipped). ``out``:
-        preallocated arrays of those shapes, filled and returned."""
+        preallocated arrays of those shapes, filled and returned. ``M >= ACT_SPLIT_MIN`` runs as two
+        halves on two threads (the same results: no sample's computation involves another's)."""
         m = obs.shape[0]
         if obs.dtype != np.float32 or obs.ndim != 2 or obs.shape[1] != self.obs_dim or not obs.flags.c_contiguous:
             raise TypeError(f"obs must be C-contiguous float32 (n, {self.obs_dim}), got {obs.dtype} {obs.shape}")
@@ -1379,8 +1390,20 @@ class CompiledPPOLearner:
             out = (actions, np.empty(m, np.float32), np.empty(m, np.float32))
         actions, logp, value = out
         act_i, act_f = (actions, self._empty_f) if self.discrete else (self._empty_i, actions)
-        _act(self.params, self.critic_layers, self.actor_layers, self._act, self.discrete, self.log_std_off, obs,
-             noise, greedy, self._ws, act_i, act_f, logp, value)
+        nets = (self.params, self.critic_layers, self.actor_layers, self._act, self.discrete, self.log_std_off)
+        if ACT_SPLIT_MIN is not None and m >= ACT_SPLIT_MIN:
+            # two halves on two threads, as the minibatch update's split: every sample's actions,
+            # log-prob and value are computed on their own, so the halves write disjoint rows
+            h = m // 2
+            half = self._second_half(m - h)
+            n1, n2 = (noise, noise) if greedy else (noise[:h], noise[h:])
+            i1, i2 = (act_i[:h], act_i[h:]) if self.discrete else (act_i, act_i)
+            f1, f2 = (act_f, act_f) if self.discrete else (act_f[:h], act_f[h:])
+            second = half["pool"].submit(_act, *nets, obs[h:], n2, greedy, half["ws"], i2, f2, logp[h:], value[h:])
+            _act(*nets, obs[:h], n1, greedy, self._ws, i1, f1, logp[:h], value[:h])
+            second.result()
+            return out
+        _act(*nets, obs, noise, greedy, self._ws, act_i, act_f, logp, value)
         return out
 
     def greedy(self, obs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
