@@ -180,6 +180,23 @@ def test_split_act_is_the_whole(discrete, monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
+def test_split_updates_are_reproducible(monkeypatch):
+    """Split minibatches (two threads) give the same parameters, bit for bit, on every run from the
+    same state: the halves and the order their gradients are combined in are fixed, whichever
+    thread finishes first."""
+    monkeypatch.setattr(compiled, "SPLIT_MIN", 128)
+    model, _, _ = make_pair(True)
+    b = np_batch(make_batch(model, 1024, seed=9))
+    results = []
+    for _ in range(3):
+        _, _, learner = make_pair(True, learning_rate=3e-3)
+        learner.update(dict(b), update_epochs=2, num_minibatches=4, rng=np.random.default_rng(0))
+        assert learner._half is not None
+        results.append(learner.params.copy())
+    for p in results[1:]:
+        np.testing.assert_array_equal(p, results[0])
+
+
 OPTIONS = list(itertools.product([True, False], [True, False], [0.01, 0.0], [0.2, 1e6]))
 
 
