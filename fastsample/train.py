@@ -461,13 +461,14 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
             if main and cfg.eval_every and runner.iteration % cfg.eval_every == 0 and (
                     math.isnan(gate) or (not math.isnan(mean_ret) and mean_ret >= gate)):
                 rets = evaluator.run(runner.greedy, runner.normalizer, target=target,
-                                     max_step_reward=cfg.max_step_reward)
-                n_evals += 1
-                row["eval_return"] = float(rets.mean())
-                prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
-                if prog["solved_at_s"] is None and rets.mean() >= target:
-                    prog["solved_at_s"] = elapsed()
-                    prog["solved_at_steps"] = runner.global_step
+                                     max_step_reward=cfg.max_step_reward, should_stop=lambda: stop.signum is not None)
+                if stop.signum is None:  # an evaluation cut short by a stop signal is not a result
+                    n_evals += 1
+                    row["eval_return"] = float(rets.mean())
+                    prog["evals"].append([runner.global_step, round(elapsed(), 4), float(rets.mean())])
+                    if prog["solved_at_s"] is None and rets.mean() >= target:
+                        prog["solved_at_s"] = elapsed()
+                        prog["solved_at_steps"] = runner.global_step
             if main:
                 metrics.write(row)
             now = time.perf_counter()

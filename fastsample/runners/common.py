@@ -59,7 +59,13 @@ def tune_malloc() -> bool:
 
 class Evaluator:
     """Greedy evaluation: ``episodes`` episodes in parallel on one batched env (a fastsample
-    kernel when there is one), each evaluation on fresh seeds derived from ``seed``."""
+    kernel when there is one), each evaluation on fresh seeds derived from ``seed``.
+
+    An env without a time limit (MinAtar) is evaluated for at most :attr:`STEP_CAP` steps: a good
+    greedy policy can keep such an episode going for ever. Episodes still running then report
+    their return so far."""
+
+    STEP_CAP = 27_000  # the usual cap of an Atari evaluation episode (108k frames at frame skip 4)
 
     def __init__(self, env_id: str, episodes: int, seed: int, render: bool = False):
         import fastsample
@@ -76,15 +82,17 @@ class Evaluator:
         self.action_space = self.env.single_action_space
 
     def run(self, greedy: Callable[[np.ndarray], np.ndarray], normalizer: Normalizer,
-            frames: list | None = None, target: float = math.inf, max_step_reward: float = math.nan
-            ) -> np.ndarray:
+            frames: list | None = None, target: float = math.inf, max_step_reward: float = math.nan,
+            should_stop: Callable[[], bool] | None = None) -> np.ndarray:
         """Returns of ``episodes`` greedy episodes (``frames`` collects env 0's rendered frames).
         ``greedy`` maps normalised observations (n, obs_dim) float32 to actions (a learner's
         ``greedy``).
 
         With a finite ``target`` and ``max_step_reward`` (an upper bound on one step's reward)
         the evaluation stops as soon as the mean return can no longer reach ``target``; the
-        unfinished episodes then report their return so far (the result is below ``target``)."""
+        unfinished episodes then report their return so far (the result is below ``target``).
+        ``should_stop()`` (checked every 64 steps) ends the evaluation early the same way: a stop
+        signal is not kept waiting by a long episode."""
         env = self.env
         obs, _ = env.reset(seed=self.seed + self.count * self.episodes)
         self.count += 1
@@ -112,6 +120,10 @@ class Evaluator:
             if not running.any():
                 break
             t += 1
+            if limit is None and t >= self.STEP_CAP:
+                break
+            if should_stop is not None and t % 64 == 0 and should_stop():
+                break
             if can_stop and t % 8 == 0:
                 best = returns.sum() + np.count_nonzero(running) * max(limit - t, 0) * max_step_reward
                 if best < target * n:
