@@ -92,10 +92,20 @@ ST_SIZE = 6
 
 
 @njit(**_KW)
-def _activate_row(d, n, act):
+def _activate_row(d, hrow, n, act, deriv):
     """In place on the first ``n`` entries of one row (a chunk just computed, still in L1): tanh
-    (rational approximation), ReLU or nothing."""
-    if act == ACT_TANH:
+    (rational approximation), ReLU or nothing; with ``deriv``, instead the product with the
+    activation's derivative at ``hrow`` = act(pre) (``1 - h^2`` for tanh, ``h > 0`` for ReLU)."""
+    if deriv:
+        if act == ACT_TANH:
+            for j in range(n):
+                hv = hrow[j]
+                d[j] = d[j] * (_ONE - hv * hv)
+        elif act == ACT_RELU:
+            for j in range(n):
+                v = d[j]
+                d[j] = v if hrow[j] > _ZERO else _ZERO
+    elif act == ACT_TANH:
         for j in range(n):
             v = min(max(d[j], -_CLIP), _CLIP)
             s = v * v
@@ -123,11 +133,12 @@ def _coef(C, transposed, r, k):
 
 
 @njit(**_KW)
-def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias, act):
+def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias, act, h, deriv):
     """For each destination row ``r < n_rows``, over samples ``c0:c1``:
     ``dst[r] = init_r + sum_k C[r, k] src[k]`` where ``C[r, k]`` is ``C[k, r]`` when ``transposed``
     and ``init_r`` is ``bias[r]`` when ``init == 1``, else 0, then ``act`` applied to each row's
-    chunk while it is in L1 (ACT_NONE: nothing). Four rows and eight terms at a time
+    chunk while it is in L1 (ACT_NONE: nothing), or with ``deriv`` the row multiplied by the
+    activation's derivative at ``h[r]`` (see :func:`_activate_row`). Four rows and eight terms at a time
     (then four, then one): each loaded sample serves four rows, each stored one takes eight
     products, the 32 coefficients held in registers (measured 64x64 at 16384 samples: 2.0 ms
     against 2.6 ms for four terms at a time over 256-sample chunks)."""
@@ -210,10 +221,10 @@ def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias, act):
                 d1[b] += e0 * v
                 d2[b] += f0 * v
                 d3[b] += h0 * v
-        _activate_row(d0, n, act)
-        _activate_row(d1, n, act)
-        _activate_row(d2, n, act)
-        _activate_row(d3, n, act)
+        _activate_row(d0, h[r][c0:c1], n, act, deriv)
+        _activate_row(d1, h[r + 1][c0:c1], n, act, deriv)
+        _activate_row(d2, h[r + 2][c0:c1], n, act, deriv)
+        _activate_row(d3, h[r + 3][c0:c1], n, act, deriv)
     for r in range(r4, n_rows):
         d0 = dst[r][c0:c1]
         i0 = bias[r] if init == 1 else _ZERO
@@ -230,7 +241,7 @@ def _rows_axpy(C, transposed, src, dst, c0, c1, n_rows, init, bias, act):
             sk = src[k][c0:c1]
             for b in range(n):
                 d0[b] += a0 * sk[b]
-        _activate_row(d0, n, act)
+        _activate_row(d0, h[r][c0:c1], n, act, deriv)
 
 
 @njit(**_KW)
@@ -240,7 +251,7 @@ def _dense_fwd(W, bias, x, y, act, M):
     if M <= 0 or n_in <= 0 or n_out <= 0:  # LLVM then knows every loop below runs
         return
     for c0 in range(0, M, _CHUNK):
-        _rows_axpy(W, False, x, y, c0, min(c0 + _CHUNK, M), n_out, 1, bias, act)
+        _rows_axpy(W, False, x, y, c0, min(c0 + _CHUNK, M), n_out, 1, bias, act, y, False)
 
 
 @njit(**_KW)
@@ -364,19 +375,7 @@ def _dense_bwd_x(W, g, h, dx, act, M):
         return
     for c0 in range(0, M, _CHUNK):
         c1 = min(c0 + _CHUNK, M)
-        n = c1 - c0
-        _rows_axpy(W, True, g, dx, c0, c1, n_in, 0, W[0], ACT_NONE)
-        for i in range(n_in):
-            di = dx[i][c0:c1]
-            hi = h[i][c0:c1]
-            if act == ACT_TANH:
-                for b in range(n):
-                    hv = hi[b]
-                    di[b] = di[b] * (_ONE - hv * hv)
-            elif act == ACT_RELU:
-                for b in range(n):
-                    v = di[b]
-                    di[b] = v if hi[b] > _ZERO else _ZERO
+        _rows_axpy(W, True, g, dx, c0, c1, n_in, 0, W[0], act, h, True)
 
 
 # --- gathers and transposes: strided on one side, so kept scalar ---------------------------------
