@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shlex
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -32,6 +33,8 @@ SECTIONS = {
              "(rl-zoo hyperparameters)",
     "learners": "torch vs compiled learner: minibatch update and act() timings, steps to solve CartPole over "
                 "seeds 0-9 with an exact Mann-Whitney U test",
+    "minatar": "PPO with the CNN policy on MinAtar Breakout, 3 M steps through fastsample train (8-17 min; "
+               "--minatar-run reads a finished run instead), learning curve next to the published curves",
     "distributed": "data-parallel PPO (--distributed, torchrun + gloo): large batch on 1 and 2 ranks, scaling "
                    "efficiency, all-reduce cost and a projection to N nodes",
 }
@@ -60,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-workers-num-envs", type=int, default=None,
                    help="num_envs of the workers sweep (default: --num-envs)")
     p.add_argument("--envs", default=None, help="env ids of the all-envs table (default: every kernel)")
+    p.add_argument("--minatar-run", default=None, metavar="RUN_DIR",
+                   help="minatar section: read this finished run of `python -m bench.minatar_train --run-dir RUN_DIR "
+                        "--train` instead of training (the default trains 3 M steps; --quick skips it)")
     p.add_argument("--list", action="store_true", help="list rungs and sections, then exit")
     p.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; measure nothing")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of a progress bar")
@@ -97,6 +103,9 @@ def make_settings(args: argparse.Namespace) -> tuple[Any, list[str], list[str], 
     s.num_envs = max(1, args.num_envs)
     if args.workers is not None and args.workers < 1:
         fatal.append(f"--workers must be >= 1, got {args.workers}")
+    s.minatar_run = args.minatar_run
+    if s.minatar_run is not None and not (Path(s.minatar_run) / "summary.json").exists():
+        fatal.append(f"--minatar-run {s.minatar_run}: no finished run there (no summary.json)")
     s.workers = args.workers if args.workers and args.workers >= 1 else min(2, cores)
     if args.torch_threads < 1:
         fatal.append(f"--torch-threads must be >= 1, got {args.torch_threads}")
@@ -250,6 +259,19 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
                               f"learners: fastsample train --backend {backend} --seed {seed} (steps to solve)",
                               (lambda sd=seed, b=backend: {"status": missing} if missing
                                else learner_compare.train_command(sd, b))))
+    if "minatar" in sections:
+        from bench import minatar_train
+
+        run_dir = ctx.settings.minatar_run
+        if run_dir is None and s.quick:
+            tasks.append((("minatar",), "minatar: Breakout PPO learning curve (skipped: --quick)",
+                          lambda: {"status": "not run in --quick (3 M steps take 8-17 min here); pass --minatar-run "
+                                             "RUN_DIR to read a finished run"}))
+        else:
+            tasks.append((("minatar",), "minatar: Breakout PPO learning curve"
+                          + (f" (reading {run_dir})" if run_dir else ", 3 M steps"),
+                          lambda: minatar_train.run(run_dir, train=run_dir is None,
+                                                    out=Path(tempfile.mkdtemp()) / "minatar_breakout.png")))
     if "distributed" in sections:
         from bench import distributed
 
@@ -279,6 +301,9 @@ def describe(value: Any) -> str:
         return f"torch {value['torch_ms']:.3f} ms, compiled {value['compiled_ms']:.3f} ms ({value['speedup']:.1f}x)"
     if isinstance(value, dict) and "fastsample" in value:
         return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
+    if isinstance(value, dict) and "points" in value:  # bench/minatar_train.py
+        d = value["summary"]
+        return f"{d.get('steps', 0):,} steps, final greedy return {d.get('eval_return') or float('nan'):.1f}"
     if isinstance(value, dict) and "by_ranks" in value:  # bench/distributed.py
         d = value["summary"]
         return (f"1 rank {fmt_rate(d['sps_1'])}/s, 2 ranks {fmt_rate(d['sps_2'])}/s "

@@ -164,6 +164,7 @@ class Settings:
     train_num_steps: int = 16  # R8: rollout length
     solve_seeds: int = 3
     solve_cap_s: float | None = None  # time cap of the rl-zoo time-to-solve runs
+    minatar_run: str | None = None  # a finished run of bench.minatar_train to read instead of training
     sb3_sps_iters: int = 24
 
 

@@ -137,6 +137,8 @@ class Report:
             lines += self.compile()
         if "learners" in self.sections:
             lines += self.learners()
+        if "minatar" in self.sections:
+            lines += self.minatar()
         if "distributed" in self.sections:
             lines += self.distributed()
         lines += self.micro()
@@ -433,7 +435,8 @@ class Report:
             lines += ["## step() call overhead at num_envs = 1", "",
                       *_table(["implementation", "us per step", "steps/s"], rows), ""]
         eng = {k: g("engine", k) for k in ("inproc", "workers", "latency_inproc", "latency1", "latency16",
-                                            "latency_async", "py_process", "py_process_inline", "py_async", "py_sync")}
+                                            "latency_async", "py_process", "py_process_workers", "py_process_inline",
+                                            "py_async", "py_sync")}
         if any(eng.values()):
             from bench.basics import ENGINE_N
 
@@ -444,19 +447,21 @@ class Report:
                              _cells(eng["workers"])[0], _cells(eng["inproc"])[0],
                              _ratio(eng["workers"], eng["inproc"])])
             if eng["py_process"] or eng["py_async"]:
-                what = f"{s.small_n} Python CartPole envs: ProcessVectorEnv ({s.workers} workers)"
+                what = f"{s.small_n} Python CartPole envs: ProcessVectorEnv with its defaults"
                 rows.append([f"{what} vs AsyncVectorEnv",
                              _cells(eng["py_process"])[0], _cells(eng["py_async"])[0],
                              _ratio(eng["py_process"], eng["py_async"])])
                 rows.append([f"{what} vs SyncVectorEnv",
                              _cells(eng["py_process"])[0], _cells(eng["py_sync"])[0],
                              _ratio(eng["py_process"], eng["py_sync"])])
-                if eng["py_process_inline"]:
-                    what = (f"{s.small_n} Python CartPole envs: ProcessVectorEnv inline=True ({s.workers} slices: "
-                            f"the caller steps one)")
-                    for ref, label in (("py_async", "AsyncVectorEnv"), ("py_sync", "SyncVectorEnv")):
-                        rows.append([f"{what} vs {label}", _cells(eng["py_process_inline"])[0],
-                                     _cells(eng[ref])[0], _ratio(eng["py_process_inline"], eng[ref])])
+                for key, what in (("py_process_inline", f"{s.small_n} Python CartPole envs: ProcessVectorEnv "
+                                                         f"inline=True ({s.workers} slices: the caller steps one)"),
+                                  ("py_process_workers", f"{s.small_n} Python CartPole envs: ProcessVectorEnv "
+                                                          "inline=False (every env in a worker process)")):
+                    if eng[key]:
+                        for ref, label in (("py_async", "AsyncVectorEnv"), ("py_sync", "SyncVectorEnv")):
+                            rows.append([f"{what} vs {label}", _cells(eng[key])[0], _cells(eng[ref])[0],
+                                         _ratio(eng[key], eng[ref])])
             lines += _table(["comparison", "steps/s", "reference steps/s", "ratio"], rows) + [""]
             rows = []
             for k in ("latency_inproc", "latency1", "latency16", "latency_async"):
@@ -505,6 +510,23 @@ class Report:
             else:
                 lines += [str(ppo.get("status", ppo) if isinstance(ppo, dict) else ppo), ""]
         return lines
+
+    def minatar(self) -> list[str]:
+        """PPO + CNN on MinAtar Breakout: the learning curve and the published ones (bench/minatar_train.py)."""
+        from bench import minatar_train
+
+        result = self.get("minatar")
+        lines = ["## MinAtar Breakout: PPO with the CNN policy", ""]
+        if not isinstance(result, dict) or "status" in result:
+            return lines + [f"Not run: {result['status'] if isinstance(result, dict) else result}", ""]
+        # drawn again into the report's plot folder from the run it read
+        result = dict(result, plot=str(minatar_train.plot(minatar_train.read_run(result["run_dir"]),
+                                                          self.plots_dir / "minatar_breakout.png")))
+        if not result.get("command"):
+            lines += [f"Read from the finished run `{result['run_dir']}` (`--minatar-run`), trained by "
+                      "`python -m bench.minatar_train --run-dir RUN_DIR --train` (`fastsample train` with the preset).",
+                      ""]
+        return lines + minatar_train.section(result) + [""]
 
     def distributed(self) -> list[str]:
         """Data-parallel PPO on 1 and 2 ranks (bench/distributed.py)."""
