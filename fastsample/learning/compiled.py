@@ -27,8 +27,14 @@ gives the torch ``state_dict`` keys and shapes, and Adam and clipping are single
 Activations are stored feature-major, ``(features, samples)`` blocks in one float32 workspace
 (row stride padded, see :func:`_row_stride`), so every elementwise loop and every
 matrix-product inner loop runs over the samples, contiguous; the matrix products take four
-output rows and four terms at a time over 256-sample chunks. The kernels are compiled without
+output rows and eight terms at a time over 1024-sample chunks, and apply the activation (or, going
+back, its derivative) to each four-row chunk while it is in L1. The kernels are compiled without
 numba's reference counting (``_nrt=False``): views cost nothing and nothing is allocated.
+
+Threads: a minibatch of :data:`SPLIT_MIN` samples or more is computed as two halves on two
+threads, and :meth:`CompiledPPOLearner.act` on :data:`ACT_SPLIT_MIN` observations or more
+likewise; where the halves split and the order their gradients are combined in depend on the
+sizes alone, so results are bit-reproducible whatever the machine or the thread timing.
 
 Codegen rule
 ------------
