@@ -1036,17 +1036,22 @@ nogil kernel call into its own gradient and workspace; the gradients are combine
 size, then clipped and stepped once); ``None`` turns the split off. The split depends on the
 minibatch size only, not on the machine or on thread timing, so results are the same with one
 core (the halves then run one after the other). It costs about 4% more CPU time in all (a second
-gather, the numpy advantage moments and the gradient combination): on a 2-core machine with other
-work on both cores (load 5.8) a large-batch update measured 6% slower split than whole (median
-wall time of 8 interleaved updates of 65536 transitions), while the CPU time it needs is spread
-over both cores, so with an idle second core the learner should run close to twice as fast. The
-presets' minibatches (512-1024 samples) are not split."""
+gather, the numpy advantage moments and the gradient combination), so it only pays where the
+second core is free: on the 2-core machine, a large-batch update (65536 transitions, 4 epochs
+of 4 minibatches of 16384) took 190 ms split against 339 ms whole with a core to spare, and 6%
+longer split with both cores busy with other work (load 5.8). End to end
+(``benchmark_training``, 4096 envs x 16 steps, with :data:`ACT_SPLIT_MIN` too), interleaved
+runs gave 306-395k env steps/s split in the runs where a core was free (172-225k where other
+work held it), against 156-211k unsplit. The presets' minibatches (512-1024 samples) are not
+split."""
 
 
 ACT_SPLIT_MIN: int | None = 4096
 """:meth:`CompiledPPOLearner.act` on at least this many observations runs as two halves on two
 threads (``None``: never). The results are the same either way. At 4096 observations (CartPole,
-64x64) one call is about 1.9 ms of CPU time, half of it on the helper thread."""
+64x64) one call is about 1.9 ms of CPU time, half of it on the helper thread; the large-batch
+benchmark's sampling phase measured 2.2-2.7M env steps/s split against 1.5-1.8M with a core to
+spare (with no core to spare a call took 3.6 ms split against 2.2 ms whole, at load 5)."""
 
 
 def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch: int) -> int:
