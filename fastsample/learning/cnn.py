@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastsample.learning.ppo import PolicyModel
+
 __all__ = ["CNNActorCritic", "is_image_space", "parse_channels"]
 
 
@@ -88,7 +90,7 @@ def _torso(shape: tuple[int, int, int], channels: tuple[int, ...], hidden: tuple
     return nn.Sequential(*layers), n
 
 
-class CNNActorCritic(nn.Module):
+class CNNActorCritic(PolicyModel):
     """Conv torso + policy and value heads for ``(H, W, C)`` observations given flattened.
 
     ``CNNActorCritic(obs_shape, act_space, cfg)``: ``cfg`` is a
@@ -146,68 +148,13 @@ class CNNActorCritic(nn.Module):
 
     # -- the ActorCritic interface -------------------------------------------------------------
 
-    def flat_parameters(self) -> nn.Parameter:
-        """Every parameter (and its gradient) as a view of one flat tensor, which is returned
-        (as ``ActorCritic.flat_parameters``: one tensor for Adam and the grad-norm clipping)."""
-        params = list(self.parameters())
-        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-        flat.grad = torch.zeros_like(flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.data = flat.data[offset:offset + n].view_as(p)
-            p.grad = flat.grad[offset:offset + n].view_as(p)
-            offset += n
-        self._flat = [flat]  # a list keeps it out of self.parameters()
-        return flat
+    def _outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f, fv = self._features(obs)
+        return self.policy_head(f), self.value_head(fv).squeeze(-1)
 
-    def zero_grad_flat(self) -> None:
-        self._flat[0].grad.zero_()
-
-    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The greedy action (argmax or Gaussian mean); the value head is not run."""
-        out = self.policy_head(self.torso(self._images(obs)))
-        return out.argmax(-1) if self.discrete else out
+    def _policy_out(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.policy_head(self.torso(self._images(obs)))  # the value head is not run
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._images(obs)
         return self.value_head((self.torso if self.shared else self.critic_torso)(x)).squeeze(-1)
-
-    def act(self, obs: torch.Tensor, *, greedy: bool = False, generator: torch.Generator | None = None):
-        """``(action, log_prob, value)``; sampling draws as ``ActorCritic.act`` does (Gumbel-max
-        uniforms for a categorical policy, normals for a Gaussian one)."""
-        f, fv = self._features(obs)
-        out = self.policy_head(f)
-        value = self.value_head(fv).squeeze(-1)
-        if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
-            if greedy:
-                action = out.argmax(-1)
-            else:
-                u = torch.rand(out.shape, generator=generator, device=out.device)
-                action = (logp_all - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))).argmax(-1)
-            logp = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        else:
-            std = self.log_std.exp()
-            action = out if greedy else out + std * torch.randn(out.shape, generator=generator, device=out.device)
-            logp = _normal_logp(action, out, self.log_std)
-        return action, logp, value
-
-    def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
-        """``(log_prob, entropy, value)`` of ``action`` under the current policy."""
-        f, fv = self._features(obs)
-        out = self.policy_head(f)
-        value = self.value_head(fv).squeeze(-1)
-        if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
-            logp = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-        else:
-            logp = _normal_logp(action, out, self.log_std)
-            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
-        return logp, entropy, value
-
-
-def _normal_logp(action: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-    z = (action - mean) * torch.exp(-log_std)
-    return (-0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

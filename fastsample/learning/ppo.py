@@ -46,7 +46,71 @@ def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, activa
     return nn.Sequential(*layers)
 
 
-class ActorCritic(nn.Module):
+class PolicyModel(nn.Module):
+    """What every torch policy model shares (the MLP :class:`ActorCritic`, the CNN of
+    :mod:`fastsample.learning.cnn`): the flat parameter vector, sampling, log-probs and entropy.
+    A model sets ``discrete``, ``action_dim`` (and ``log_std`` for a Gaussian policy) and
+    implements ``_outputs(obs) -> (policy logits or mean, value)``, ``_policy_out(obs)`` (the
+    actor alone) and ``value(obs)``."""
+
+    def flat_parameters(self) -> nn.Parameter:
+        """Make every parameter (and its gradient) a view of one flat tensor and return it.
+
+        The optimiser and grad-norm clipping then work on one tensor instead of a dozen small
+        ones, which matters on a CPU where each op costs microseconds: Adam and clipping drop
+        from ~20 ops per parameter to ~10 ops in all."""
+        params = list(self.parameters())
+        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+        flat.grad = torch.zeros_like(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = flat.data[offset:offset + n].view_as(p)
+            p.grad = flat.grad[offset:offset + n].view_as(p)
+            offset += n
+        self._flat = [flat]  # a list keeps it out of self.parameters()
+        return flat
+
+    def zero_grad_flat(self) -> None:
+        self._flat[0].grad.zero_()
+
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The greedy action (argmax or Gaussian mean), actor only."""
+        out = self._policy_out(obs)
+        return out.argmax(-1) if self.discrete else out
+
+    def act(self, obs: torch.Tensor, *, greedy: bool = False, generator: torch.Generator | None = None):
+        out, value = self._outputs(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, dim=-1)
+            if greedy:
+                action = out.argmax(-1)
+            else:  # Gumbel-max: one uniform draw per logit, no multinomial round trip
+                u = torch.rand(out.shape, generator=generator, device=out.device)
+                action = (logp_all - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))).argmax(-1)
+            logp = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        else:
+            std = self.log_std.exp()
+            if greedy:
+                action = out
+            else:
+                action = out + std * torch.randn(out.shape, generator=generator, device=out.device)
+            logp = _normal_logp(action, out, self.log_std)
+        return action, logp, value
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
+        out, value = self._outputs(obs)
+        if self.discrete:
+            logp_all = torch.log_softmax(out, dim=-1)
+            logp = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+        else:
+            logp = _normal_logp(action, out, self.log_std)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
+        return logp, entropy, value
+
+
+class ActorCritic(PolicyModel):
     """Separate actor and critic MLPs for a flat observation vector.
 
     ``act(obs)`` samples (or, greedy, takes the mode of) the policy and returns
@@ -72,66 +136,14 @@ class ActorCritic(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((n_out,), float(init_log_std)))
 
-    def flat_parameters(self) -> nn.Parameter:
-        """Make every parameter (and its gradient) a view of one flat tensor and return it.
+    def _outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.actor(obs), self.value(obs)
 
-        The optimiser and grad-norm clipping then work on one tensor instead of a dozen small
-        ones, which matters on a CPU where each op costs microseconds: Adam and clipping drop
-        from ~20 ops per parameter to ~10 ops in all."""
-        params = list(self.parameters())
-        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-        flat.grad = torch.zeros_like(flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.data = flat.data[offset:offset + n].view_as(p)
-            p.grad = flat.grad[offset:offset + n].view_as(p)
-            offset += n
-        self._flat = [flat]  # a list keeps it out of self.parameters()
-        return flat
-
-    def zero_grad_flat(self) -> None:
-        self._flat[0].grad.zero_()
-
-    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The greedy action (argmax or Gaussian mean), actor only."""
-        out = self.actor(obs)
-        return out.argmax(-1) if self.discrete else out
+    def _policy_out(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
-
-    def act(self, obs: torch.Tensor, *, greedy: bool = False, generator: torch.Generator | None = None):
-        out = self.actor(obs)
-        value = self.value(obs)
-        if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
-            if greedy:
-                action = out.argmax(-1)
-            else:  # Gumbel-max: one uniform draw per logit, no multinomial round trip
-                u = torch.rand(out.shape, generator=generator, device=out.device)
-                action = (logp_all - torch.log(-torch.log(u.clamp_(1e-20, 1.0)))).argmax(-1)
-            logp = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        else:
-            std = self.log_std.exp()
-            if greedy:
-                action = out
-            else:
-                action = out + std * torch.randn(out.shape, generator=generator, device=out.device)
-            logp = _normal_logp(action, out, self.log_std)
-        return action, logp, value
-
-    def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
-        out = self.actor(obs)
-        value = self.value(obs)
-        if self.discrete:
-            logp_all = torch.log_softmax(out, dim=-1)
-            logp = logp_all.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-        else:
-            logp = _normal_logp(action, out, self.log_std)
-            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
-        return logp, entropy, value
 
 
 def _normal_logp(action: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
