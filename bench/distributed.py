@@ -27,16 +27,17 @@ LARGE_BATCH = dict(num_envs=4096, num_steps=16, update_epochs=4, num_minibatches
                    norm_reward=False, num_workers=0, progress=False, eval_every=0)
 
 
-def _rank_main(out: str, iterations: int, warmup: int) -> None:
-    """One rank's side (under torchrun): time ``iterations`` updates after ``warmup``."""
+def _rank_main(out: str, iterations: int, warmup: int, device: str = "cpu") -> None:
+    """One rank's side (under torchrun): time ``iterations`` updates after ``warmup``, learning on
+    ``device`` (cpu: gloo and the compiled learner; cuda: NCCL and torch, one GPU per rank)."""
     sys.path.insert(0, str(ROOT))
     from fastsample.distributed import attach, from_environment, rank_config
     from fastsample.runners.sync import SyncRunner
     from fastsample.train_config import make_config
 
-    ranks = from_environment("cpu")
-    cfg = make_config("CartPole-v1", distributed=True, total_steps=10**12, **LARGE_BATCH)
-    runner = SyncRunner(rank_config(cfg, ranks), "cpu")
+    ranks = from_environment(device)
+    cfg = make_config("CartPole-v1", distributed=True, total_steps=10**12, device=device, **LARGE_BATCH)
+    runner = SyncRunner(rank_config(cfg, ranks), f"cuda:{ranks.local_rank}" if device == "cuda" else device)
     reduce_s = [0.0]
     reduce_n = [0]
     plain = ranks.all_reduce_mean_
@@ -87,18 +88,21 @@ def _rank_main(out: str, iterations: int, warmup: int) -> None:
         ranks.close()
 
 
-def run_ranks(world_size: int, iterations: int = 6, warmup: int = 1, timeout: float = 600) -> dict[str, Any]:
+def run_ranks(world_size: int, iterations: int = 6, warmup: int = 1, timeout: float = 600,
+              device: str = "cpu") -> dict[str, Any]:
     """The large-batch configuration on ``world_size`` ranks of this machine (torchrun)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world_size),
                "--master-port", str(_free_port()), str(Path(__file__).resolve()), "--rank-main", str(out),
-               str(iterations), str(warmup)]
+               str(iterations), str(warmup), device]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
         if proc.returncode != 0 or not out.exists():
-            tail = (proc.stdout + proc.stderr)[-1500:]
-            return {"status": f"torchrun --nproc-per-node {world_size} failed (exit {proc.returncode}): {tail}"}
+            text = proc.stdout + proc.stderr
+            errors = list(dict.fromkeys(ln.strip() for ln in text.splitlines() if "Error:" in ln))  # the ranks' own
+            return {"status": f"torchrun --nproc-per-node {world_size} failed (exit {proc.returncode}): "
+                              f"{' / '.join(errors[:4]) or text[-1500:]}"}
         return json.loads(out.read_text())
 
 
@@ -187,7 +191,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--rank-main":
-        _rank_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        _rank_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])
     else:
         res = measure(repeats=int(os.environ.get("REPEATS", "3")))
         print(json.dumps(res.get("summary", res), indent=2))

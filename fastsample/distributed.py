@@ -290,6 +290,11 @@ def from_environment(device: str = "cpu", timeout_s: float = 60.0) -> Ranks:
     if backend == "nccl":
         if not torch.cuda.is_available():
             raise DistributedError(f"--device {device} on rank {rank}, but CUDA is not available")
+        gpus = torch.cuda.device_count()
+        if local >= gpus:  # NCCL refuses two ranks on one GPU, and a missing GPU fails deep inside
+            raise DistributedError(f"--device {device}: LOCAL_RANK {local} needs GPU {local}, but this node has "
+                                   f"{gpus}; NCCL runs one rank per GPU, so start at most {gpus} per node "
+                                   "(--nproc-per-node), or use --device cpu (gloo)")
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
