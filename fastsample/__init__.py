@@ -6,13 +6,25 @@
 
 from __future__ import annotations
 
-from fastsample.engine import CallInterrupted, ProcessVectorEnv, WorkerDiedError, WorkerError
+import importlib
+from typing import Any
+
 from fastsample.registration import make_vec, register_with_gymnasium
 from fastsample.vector_env import NumbaVectorEnv
 
 __version__ = "0.1.0"
 
 register_with_gymnasium()
+
+_ENGINE_NAMES = ("CallInterrupted", "ProcessVectorEnv", "WorkerDiedError", "WorkerError")
+
+
+def __getattr__(name: str) -> Any:
+    # the process engine loads on first use: in-process stepping and training never need it
+    if name in _ENGINE_NAMES:
+        return getattr(importlib.import_module("fastsample.engine"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CallInterrupted",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 import envs_numba
-from fastsample.engine.process_vector_env import ProcessVectorEnv
 from fastsample.vector_env import NumbaVectorEnv, check_seed_list
+
+if TYPE_CHECKING:
+    from fastsample.engine.process_vector_env import ProcessVectorEnv
 
 NAMESPACE = "fastsample/"
 
@@ -94,6 +96,8 @@ def _make_process_vec(kernel, num_envs, *, seed, autoreset_mode, max_episode_ste
                                   max_episode_steps=max_steps, render_mode=render_mode, copy=False, **env_kwargs)
         return make
 
+    from fastsample.engine.process_vector_env import ProcessVectorEnv
+
     # Synchronous stepping with K >= 2: this process steps slice 0 itself while K-1 workers
     # step the rest. K = 1 keeps its one worker process (isolation; nothing to overlap).
     inline = num_workers >= 2 and (batch_size is None or batch_size == dummy.num_envs)
@@ -111,15 +115,20 @@ def _vector_entry_point(env_id: str, num_envs: int = 1, **kwargs: Any) -> NumbaV
 
 
 def register_with_gymnasium() -> None:
-    """Register every kernel as ``fastsample/<Id>`` (idempotent)."""
-    for name, kernel in envs_numba.KERNELS.items():
+    """Register every kernel as ``fastsample/<Id>`` (idempotent). Kernels of a family not imported
+    yet (MinAtar) are registered as such a family's kernels are: no single-env entry point, no
+    time limit, no reward threshold (tests/test_kernel_registry.py checks that against the
+    kernels), so registering does not import them."""
+    lazy = set(envs_numba.KERNELS.lazy_ids())
+    for name in list(envs_numba.KERNELS):
         env_id = NAMESPACE + name
         if env_id in gym.registry:
             continue
+        kernel = None if name in lazy else envs_numba.KERNELS[name]
         gym.register(
             id=env_id,
-            entry_point=kernel.gym_entry_point,
+            entry_point=None if kernel is None else kernel.gym_entry_point,
             vector_entry_point=functools.partial(_vector_entry_point, name),
-            max_episode_steps=kernel.max_episode_steps,
-            reward_threshold=kernel.reward_threshold,
+            max_episode_steps=None if kernel is None else kernel.max_episode_steps,
+            reward_threshold=None if kernel is None else kernel.reward_threshold,
         )

@@ -62,12 +62,13 @@ def make_train_env(env_id: str, num_envs: int, seed: int, num_workers: int = 0, 
     ``batch_size`` < ``num_envs``: the engine's asynchronous send/recv); other gymnasium ids
     always run through :class:`ProcessVectorEnv`."""
     import fastsample
-    from fastsample.engine.process_vector_env import ProcessVectorEnv
 
     _, kernel = resolve_env(env_id)
     if kernel is not None:
         return fastsample.make_vec(kernel, num_envs, seed=seed, autoreset_mode=autoreset_mode, copy=False,
                                    num_workers=num_workers, batch_size=batch_size)
+    from fastsample.engine.process_vector_env import ProcessVectorEnv
+
     if batch_size not in (None, num_envs):
         raise ConfigError(f"--double-buffer needs a fastsample kernel env, not {env_id}")
     fns = [(lambda: gym.make(env_id)) for _ in range(num_envs)]
