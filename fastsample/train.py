@@ -316,14 +316,13 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None, quiet: bool = F
         from fastsample.distributed import check_launch
 
         check_launch(cfg)
-    from fastsample.learning.learner import resolve_device
+    from fastsample.learning.learner import resolve_train_device
     from fastsample.runners.common import tune_malloc
-    from fastsample.sampling.envs import check_spaces, resolve_env, target_return_for
+    from fastsample.sampling.envs import check_spaces, resolve_env, spaces_of, target_return_for
 
     resolve_env(cfg.env)  # unknown ids fail here, before any process starts
     check_spaces(cfg)
-    # --backend compiled learns on the CPU: --device auto means the CPU then, even with a GPU
-    device = resolve_device("cpu" if cfg.backend == "compiled" and cfg.device == "auto" else cfg.device)
+    device = resolve_train_device(cfg, spaces_of(cfg.env)[0] if cfg.device == "auto" else None)
     tune_malloc()
     ranks = _join_ranks(cfg, device) if cfg.distributed else None
     main = ranks is None or ranks.is_main  # the process that writes the run directory

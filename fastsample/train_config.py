@@ -34,7 +34,7 @@ class TrainConfig:
     time_limit: float = 0.0
     """stop training after this many seconds of wall time (0: no limit)"""
     device: str = "auto"
-    """torch device of the learner: auto (cuda when available), cpu or cuda"""
+    """device of the learner: auto (the CPU where the compiled learner serves, as for MLP policies with --mode sync, which start and train faster there than on a GPU; otherwise cuda when available), cpu or cuda"""
     mode: str = "sync"
     """sync: on-policy, bit-reproducible on CPU; async: sampler processes overlap with learning"""
     run_dir: str = ""

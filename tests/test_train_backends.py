@@ -157,6 +157,26 @@ def test_auto_picks_torch_for_image_observations_and_gpus():
         resolve_backend(make_config("CartPole-v1", backend="compiled"), "cpu", image)
 
 
+def test_auto_device_is_the_cpu_where_the_compiled_learner_serves_even_with_a_gpu(monkeypatch):
+    """--device auto on a GPU machine: MLP policies in --mode sync stay on the CPU (compiled
+    learner); CNN policies, --mode async and --backend torch get the GPU. A GPU is faked: the
+    machine's own answer for "auto" is replaced by cuda."""
+    import gymnasium as gym
+
+    from fastsample.learning import learner
+
+    monkeypatch.setattr(learner, "resolve_device", lambda name: "cuda" if name == "auto" else name)
+    image = gym.spaces.Box(0, 1, (10, 10, 4), np.bool_)
+    flat = gym.spaces.Box(-1, 1, (4,), np.float32)
+    assert learner.resolve_train_device(make_config("CartPole-v1"), flat) == "cpu"
+    assert learner.resolve_train_device(make_config("CartPole-v1", backend="compiled"), flat) == "cpu"
+    assert learner.resolve_train_device(make_config("CartPole-v1"), image) == "cuda"
+    assert learner.resolve_train_device(make_config("CartPole-v1", backend="torch"), flat) == "cuda"
+    assert learner.resolve_train_device(make_config("CartPole-v1", mode="async", num_workers=1), flat) == "cuda"
+    assert learner.resolve_train_device(make_config("CartPole-v1", device="cuda"), flat) == "cuda"
+    assert learner.resolve_train_device(make_config("CartPole-v1", device="cpu"), image) == "cpu"
+
+
 @pytest.mark.parametrize("backend", ["torch", "compiled"])
 def test_learners_share_one_interface(backend):
     """Both learners behind fastsample.learning.learner: the same calls, NumPy in and out, and
