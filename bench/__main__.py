@@ -35,6 +35,8 @@ SECTIONS = {
                 "seeds 0-9 with an exact Mann-Whitney U test",
     "minatar": "PPO with the CNN policy on MinAtar Breakout, 3 M steps through fastsample train (8-17 min; "
                "--minatar-run reads a finished run instead), learning curve next to the published curves",
+    "gpu": "what `python -m bench.gpu` recorded on a GPU machine (bench/gpu_results.json): the CartPole command "
+           "on the CPU vs the GPU, large batch and MinAtar CNN on each, NCCL; read, not measured, here",
     "distributed": "data-parallel PPO (--distributed, torchrun + gloo): large batch on 1 and 2 ranks, scaling "
                    "efficiency, all-reduce cost and a projection to N nodes",
 }
@@ -272,6 +274,10 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
                           + (f" (reading {run_dir})" if run_dir else ", 3 M steps"),
                           lambda: minatar_train.run(run_dir, train=run_dir is None,
                                                     out=Path(tempfile.mkdtemp()) / "minatar_breakout.png")))
+    if "gpu" in sections:
+        from bench import gpu
+
+        tasks.append((("gpu",), "gpu: reading bench/gpu_results.json", gpu.load_recorded))
     if "distributed" in sections:
         from bench import distributed
 
@@ -304,6 +310,8 @@ def describe(value: Any) -> str:
     if isinstance(value, dict) and "points" in value:  # bench/minatar_train.py
         d = value["summary"]
         return f"{d.get('steps', 0):,} steps, final greedy return {d.get('eval_return') or float('nan'):.1f}"
+    if isinstance(value, dict) and "gpu_recorded" in value:  # bench/gpu.py
+        return f"recorded {value['gpu_recorded'].get('recorded')} on {value['gpu_recorded'].get('machine', {}).get('gpu')}"
     if isinstance(value, dict) and "by_ranks" in value:  # bench/distributed.py
         d = value["summary"]
         return (f"1 rank {fmt_rate(d['sps_1'])}/s, 2 ranks {fmt_rate(d['sps_2'])}/s "

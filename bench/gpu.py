@@ -133,6 +133,97 @@ def check() -> dict[str, Any]:
     return {"rc": rc, "wall_s": round(wall, 1), "passed": rc == 0, "tail": tail[-1200:]}
 
 
+RECORDED = ROOT / "bench" / "gpu_results.json"
+
+
+def load_recorded(path: Path = RECORDED) -> dict[str, Any]:
+    """The committed recording, or ``{"status": ...}`` when there is none."""
+    if not path.exists():
+        return {"status": f"no recording ({path.name} absent): run `python -m bench.gpu` on a machine with a GPU"}
+    return {"gpu_recorded": json.loads(path.read_text())}
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    n = len(values)
+    return (values[n // 2] + values[(n - 1) // 2]) / 2 if n else float("nan")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """RESULTS.md's GPU section from a recording (``load_recorded``)."""
+    if "status" in result:
+        return f"Not recorded: {result['status']}\n"
+    r = result["gpu_recorded"]
+    m = r.get("machine", {})
+    out = [f"Recorded {r.get('recorded')} at commit {r.get('commit')} by `python -m bench.gpu` on a lent machine: "
+           f"{m.get('gpu')}, {m.get('cores')} CPU cores ({m.get('cpu')}; numba compiles for "
+           f"`{m.get('numba_cpu')}`), torch {m.get('torch')} (CUDA {m.get('cuda')}), numba {m.get('numba')}, "
+           f"numpy {m.get('numpy')}. Not the machine of the rest of this page: compare within this section only.", ""]
+    cp = r.get("cartpole_command", {})
+    if cp and "error" not in cp:
+        out += ["**`fastsample train --env CartPole-v1` on that machine** (whole command, timed from outside, warm "
+                "Numba cache; seeds 0-2):", "",
+                "| --device | learned on | backend | whole command (median) | per seed | start-up (median) | "
+                "first run, cold Numba cache |", "|---|---|---|---:|---|---:|---:|"]
+        for device, v in cp.items():
+            runs = [x for x in v["runs"] if x.get("rc") == 0]
+            if not runs:
+                out.append(f"| {device} | failed: {v['runs'][0].get('error', '')[-200:]} | | | | | |")
+                continue
+            out.append(f"| {device} | {runs[0]['device']} | {runs[0]['backend']} | "
+                       f"{_median([x['wall_s'] for x in runs]):.2f} s | "
+                       f"{', '.join('%.2f' % x['wall_s'] for x in runs)} s | "
+                       f"{_median([x['startup_s'] for x in runs]):.2f} s | {v['cold_cache'].get('wall_s', 0):.1f} s |")
+        auto = next((x for x in cp.get("auto", {}).get("runs", []) if x.get("rc") == 0), {})
+        out += ["", "`--device auto` keeps MLP policies in `--mode sync` on the CPU (compiled learner) even where a "
+                "GPU is present, because of the CPU-vs-GPU rows above"
+                + (": this recording predates that rule, so its `auto` row is the GPU's." if auto.get("device") != "cpu"
+                   else "; the `auto` row was recorded with that rule in place."), ""]
+    lb = r.get("large_batch", {})
+    if lb:
+        out += ["**Large-batch PPO** (4096 envs x 16 steps, 64x64 tanh, 4 epochs x 4 minibatches; "
+                "`benchmark_training`, median of 2 runs of 6 updates):", "",
+                "| learner | env steps/s end to end | learner transitions/s | rollout steps/s |", "|---|---:|---:|---:|"]
+        for key, runs in lb.items():
+            if isinstance(runs, dict):
+                out.append(f"| {key} | failed: {str(runs.get('error'))[-200:]} | | |")
+                continue
+            out.append(f"| {key} | {_median([x['sps'] for x in runs]) / 1e3:,.0f} k | "
+                       f"{_median([x['learner_sps'] for x in runs]) / 1e3:,.0f} k | "
+                       f"{_median([x['sampler_sps'] for x in runs]) / 1e6:,.2f} M |")
+        out.append("")
+    mt = r.get("minatar", {})
+    if mt:
+        out += ["**MinAtar Breakout, CNN policy** (its preset, 262,144 steps, torch on every core or on the GPU):", "",
+                "| device | env steps/s | rollout s | learning s | start-up s |", "|---|---:|---:|---:|---:|"]
+        for device, v in mt.items():
+            if v.get("rc") != 0:
+                out.append(f"| {device} | failed: {str(v.get('error'))[-200:]} | | | |")
+                continue
+            out.append(f"| {device} | {v['sps'] / 1e3:,.1f} k | {v['sample_s']:.1f} | {v['learn_s']:.1f} | "
+                       f"{v['startup_s']:.1f} |")
+        out.append("")
+    dd = r.get("distributed", {})
+    if dd:
+        out += ["**Data-parallel PPO** (`bench/distributed.py`'s large batch under torchrun; NCCL on the GPU, gloo "
+                "with the compiled learner on the CPU cores):", "",
+                "| ranks | env steps/s (all ranks) | all-reduce in training | quiet all-reduce | note |",
+                "|---|---:|---:|---:|---|"]
+        for name, v in dd.items():
+            if "status" in v and v.get("status"):
+                out.append(f"| {name} | — | — | — | {v['status'][:300]} |")
+                continue
+            out.append(f"| {name} | {v['sps'] / 1e3:,.0f} k | {v['allreduce_ms']:.3f} ms | "
+                       f"{v['allreduce_quiet_ms']:.3f} ms | {v['backend']} learner |")
+        out.append("")
+    ck = r.get("check", {})
+    if ck:
+        out += [f"**`python -m fastsample.check --sizes 1,33,257`** on that CPU: "
+                f"{'passed' if ck.get('passed') else 'FAILED'} in {ck.get('wall_s')} s "
+                f"(`{ck.get('tail', '').strip().splitlines()[-1] if ck.get('tail') else ''}`).", ""]
+    return "\n".join(out) + "\n"
+
+
 PARTS: dict[str, Callable[[], Any]] = {"machine": machine, "cartpole_command": cartpole_command,
                                        "large_batch": large_batch, "minatar": minatar,
                                        "distributed": distributed, "check": check}
@@ -141,7 +232,7 @@ PARTS: dict[str, Callable[[], Any]] = {"machine": machine, "cartpole_command": c
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(ROOT / "bench" / "gpu_results.json"))
+    p.add_argument("--out", default=str(RECORDED))
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts (default all: {','.join(PARTS)})")
     p.add_argument("--large-batch-child", nargs=2, metavar=("BACKEND", "DEVICE"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -151,7 +242,9 @@ def main() -> None:
     unknown = set(args.only.split(",")) - set(PARTS)
     if unknown:
         p.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
-    result: dict[str, Any] = {"recorded": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    # --only re-records some parts into an existing recording and keeps the others
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).exists() and args.only != ",".join(PARTS) else {}
+    result: dict[str, Any] = {**old, "recorded": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                               "commit": os.environ.get("FASTSAMPLE_COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                                        capture_output=True, text=True).stdout.strip() or None}
     for name in args.only.split(","):

@@ -157,7 +157,11 @@ ENTRY = "import sys; from fastsample.cli import main; sys.exit(main())"  # what 
 def train_command(seed: int, backend: str, env_id: str = "CartPole-v1", extra: tuple[str, ...] = ()) -> dict:
     """``fastsample train --env ENV --seed SEED --backend BACKEND`` in a fresh process (started as
     the ``fastsample`` console script starts it, in a temporary run directory); its summary plus
-    ``command_s``, the whole process's wall time from launch to exit."""
+    ``command_s``, the whole process's wall time from launch to exit (Numba's cache and Python's
+    bytecode cache warm, as after ``pip install``)."""
+    from bench.common import warm_bytecode
+
+    warm_bytecode()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     with tempfile.TemporaryDirectory(prefix="fastsample-solve-") as tmp:
         run_dir = Path(tmp) / "run"

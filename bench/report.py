@@ -141,6 +141,8 @@ class Report:
             lines += self.minatar()
         if "distributed" in self.sections:
             lines += self.distributed()
+        if "gpu" in self.sections:
+            lines += self.gpu()
         lines += self.micro()
         if self.plot_notes:
             lines += ["", *[f"Note: {n}." for n in self.plot_notes]]
@@ -324,8 +326,8 @@ class Report:
             lines += ["Time to solve CartPole-v1 (mean greedy return >= 475 over 20 evaluation episodes, checked "
                       "every 2nd update once the mean training return reaches 150; clock from the first env step, "
                       "evaluations included; start-up shown apart; whole command: `fastsample train --env "
-                      "CartPole-v1 --seed S --backend B` timed from launch to exit in a fresh process with a warm "
-                      "Numba cache):", ""]
+                      "CartPole-v1 --seed S --backend B` timed from launch to exit in a fresh process with warm "
+                      "Numba and bytecode caches, as after `pip install`):", ""]
             rows = []
             for key, v in solve.items():
                 label = {"fastsample": "fastsample, CartPole preset, compiled learner",
@@ -543,6 +545,15 @@ class Report:
                 "K = C every core runs one rank's envs and learner, so the ideal is Kx.", "",
                 markdown(result), ""]
 
+    def gpu(self) -> list[str]:
+        """What bench/gpu.py recorded on a machine with a GPU."""
+        from bench.gpu import markdown
+
+        result = self.get("gpu")
+        if not isinstance(result, dict):
+            return []
+        return ["## GPU (recorded on a lent machine)", "", markdown(result), ""]
+
     def learners(self) -> list[str]:
         """Learner backends: minibatch update timings and the steps-to-solve distributions with
         their test (bench/learner_compare.py)."""
@@ -589,7 +600,8 @@ class Report:
         header = ["seed"] + [f"{b}: {c}" for b in names for c in ("env steps to solve", "time to solve",
                                                                     "whole command")]
         lines += ["Steps to solve CartPole-v1 with each learner backend: `fastsample train --env CartPole-v1 --seed S "
-                  "--backend B`, each run a fresh process (whole command: launch to exit, warm Numba cache):", "",
+                  "--backend B`, each run a fresh process (whole command: launch to exit, warm Numba and "
+                  "bytecode caches, as after `pip install`):", "",
                   *_table(header, rows), ""]
         ordered = {b: [runs[b][s] for s in seeds if s in runs[b]] for b in names}
         t = steps_tests(ordered)
