@@ -70,11 +70,12 @@ N_SLOTS = 8  # one entity per row 1..8
 # state rows; entity slot k lives in row k + 1
 (S_PX, S_PY, S_SPAWN_SPEED, S_SPAWN_TIMER, S_MOVE_SPEED, S_MOVE_TIMER, S_RAMP_TIMER, S_RAMP,
  S_LAST_ACTION) = range(9)
-S_ALIVE = 9  # 1.0 when slot k holds an entity
-S_EX = S_ALIVE + N_SLOTS  # its column
-S_RIGHT = S_EX + N_SLOTS  # 1.0 when it moves right (entered on the left)
-S_GOLD = S_RIGHT + N_SLOTS  # 1.0 for gold, 0.0 for an enemy
-STATE_DIM = S_GOLD + N_SLOTS
+# slot k: one row, 0 when empty, else 1 | right << 1 | gold << 2 | column << 3 (``right``: it
+# moves right, having entered on the left; ``gold``: gold, else an enemy). One row per slot
+# instead of four: the observation reads 8 state rows per env, not 32.
+S_SLOT = 9
+STATE_DIM = S_SLOT + N_SLOTS
+ALIVE, RIGHT, GOLD, X_SHIFT = 1, 2, 4, 3
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -82,14 +83,18 @@ def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
     obs[base + (np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH] = True
+    # Every slot stores its two cells whether it is taken or not (an empty slot stores False
+    # into cleared cells): no branch on which slots are taken, which is random. Only slot k
+    # writes channels 1 to 3 of its row k + 1, so a False never hides another entity's True.
     for k in range(N_SLOTS):
-        if state[S_ALIVE + k, i] != 0.0:
-            row = base + (k + 1) * 10 * N_CH
-            x = np.int64(state[S_EX + k, i])
-            obs[row + x * N_CH + (3 if state[S_GOLD + k, i] != 0.0 else 1)] = True
-            back = x - 1 if state[S_RIGHT + k, i] != 0.0 else x + 1
-            cell = row + min(max(back, 0), 9) * N_CH + 2
-            obs[cell] = obs[cell] | ((0 <= back) & (back <= 9))
+        code = np.int64(state[S_SLOT + k, i])
+        alive = (code & ALIVE) != 0
+        x = code >> X_SHIFT  # 0 for an empty slot
+        row = base + (k + 1) * 10 * N_CH
+        obs[row + x * N_CH + 1 + (code & GOLD) // 2] = alive  # channel 3 for gold, 1 for an enemy
+        back = x + 1 - (code & RIGHT)  # x - 1 when moving right, else x + 1
+        inside = (back >= 0) & (back <= 9)
+        obs[row + min(max(back, 0), 9) * N_CH + 2] = alive & inside
 
 
 @njit(cache=True, _nrt=False)
@@ -103,7 +108,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     state[S_RAMP_TIMER, i] = RAMP_INTERVAL
     state[S_RAMP, i] = 0
     for k in range(N_SLOTS):
-        state[S_ALIVE + k, i] = 0
+        state[S_SLOT + k, i] = 0
     _write_obs(i, state, obs)
 
 
@@ -117,16 +122,14 @@ def _step_env(i, action, state, rng, params, obs, tape):
         gold = C.draw_double(rng, i, tape) < 1.0 / 3.0
         free = 0
         for k in range(N_SLOTS):
-            free += state[S_ALIVE + k, i] == 0.0
+            free += state[S_SLOT + k, i] == 0.0
         if free > 0:
             pick = C.draw_int(rng, i, free, tape)
             for k in range(N_SLOTS):  # the pick-th free slot
-                if state[S_ALIVE + k, i] == 0.0:
+                if state[S_SLOT + k, i] == 0.0:
                     if pick == 0:
-                        state[S_ALIVE + k, i] = 1
-                        state[S_EX + k, i] = 0 if right else 9
-                        state[S_RIGHT + k, i] = 1 if right else 0
-                        state[S_GOLD + k, i] = 1 if gold else 0
+                        state[S_SLOT + k, i] = ALIVE | (RIGHT if right else 0) | (GOLD if gold else 0) | (
+                            (0 if right else 9) << X_SHIFT)
                         break
                     pick -= 1
         spawn_timer = spawn_speed
@@ -143,9 +146,10 @@ def _step_env(i, action, state, rng, params, obs, tape):
     reward = 0.0
     terminal = False
     k = py - 1  # the player's row (1..8) holds slot py - 1 only
-    if state[S_ALIVE + k, i] != 0.0 and state[S_EX + k, i] == px:
-        if state[S_GOLD + k, i] != 0.0:
-            state[S_ALIVE + k, i] = 0
+    code = np.int64(state[S_SLOT + k, i])
+    if (code & ALIVE) and (code >> X_SHIFT) == px:
+        if code & GOLD:
+            state[S_SLOT + k, i] = 0
             reward += 1.0
         else:
             terminal = True
@@ -154,14 +158,14 @@ def _step_env(i, action, state, rng, params, obs, tape):
     if move_timer == 0:
         move_timer = move_speed
         for k in range(N_SLOTS):  # selects, not branches: which slots are taken is random
-            alive = state[S_ALIVE + k, i] != 0.0
-            gold = state[S_GOLD + k, i] != 0.0
-            x = np.int64(state[S_EX + k, i])
-            x += (1 if state[S_RIGHT + k, i] != 0.0 else -1) if alive else 0
+            code = np.int64(state[S_SLOT + k, i])
+            alive = (code & ALIVE) != 0
+            gold = (code & GOLD) != 0
+            x = (code >> X_SHIFT) + (code & RIGHT) - 1  # one cell right or left (-1 when empty)
             stays = alive & (0 <= x) & (x <= 9)  # an entity leaving the screen is gone
             hit = stays & (x == px) & (k + 1 == py)
-            state[S_EX + k, i] = x
-            state[S_ALIVE + k, i] = 1.0 if stays & (not (hit & gold)) else 0.0
+            keep = stays & (not (hit & gold))
+            state[S_SLOT + k, i] = ((code & (ALIVE | RIGHT | GOLD)) | (x << X_SHIFT)) if keep else 0
             reward += 1.0 if hit & gold else 0.0
             terminal |= hit & (not gold)
     spawn_timer -= 1
