@@ -82,7 +82,7 @@ def _train(args: list[str], timeout: float) -> dict[str, Any]:
 
 def cartpole_command(seeds: int = 3) -> dict[str, Any]:
     runs: dict[str, Any] = {}
-    for device in ("auto", "cpu"):
+    for device in ("auto", "cpu", "cuda"):
         cold = _train(["--env", "CartPole-v1", "--seed", "0", "--device", device], 300)  # fills numba's cache
         timed = [_train(["--env", "CartPole-v1", "--seed", str(s), "--device", device], 120) for s in range(seeds)]
         runs[device] = {"cold_cache": cold, "runs": timed}
@@ -155,7 +155,8 @@ def markdown(result: dict[str, Any]) -> str:
         return f"Not recorded: {result['status']}\n"
     r = result["gpu_recorded"]
     m = r.get("machine", {})
-    out = [f"Recorded {r.get('recorded')} at commit {r.get('commit')} by `python -m bench.gpu` on a lent machine: "
+    when = r.get("parts_recorded") or {"all parts": f"{r.get('recorded')} at {r.get('commit')}"}
+    out = [f"Recorded by `python -m bench.gpu` ({'; '.join(f'{k}: {v}' for k, v in when.items())}) on a lent machine: "
            f"{m.get('gpu')}, {m.get('cores')} CPU cores ({m.get('cpu')}; numba compiles for "
            f"`{m.get('numba_cpu')}`), torch {m.get('torch')} (CUDA {m.get('cuda')}), numba {m.get('numba')}, "
            f"numpy {m.get('numpy')}. Not the machine of the rest of this page: compare within this section only.", ""]
@@ -170,13 +171,14 @@ def markdown(result: dict[str, Any]) -> str:
             if not runs:
                 out.append(f"| {device} | failed: {v['runs'][0].get('error', '')[-200:]} | | | | | |")
                 continue
-            out.append(f"| {device} | {runs[0]['device']} | {runs[0]['backend']} | "
+            label = device + (f" ({v['note']})" if v.get("note") else "")
+            out.append(f"| {label} | {runs[0]['device']} | {runs[0]['backend']} | "
                        f"{_median([x['wall_s'] for x in runs]):.2f} s | "
                        f"{', '.join('%.2f' % x['wall_s'] for x in runs)} s | "
                        f"{_median([x['startup_s'] for x in runs]):.2f} s | {v['cold_cache'].get('wall_s', 0):.1f} s |")
         auto = next((x for x in cp.get("auto", {}).get("runs", []) if x.get("rc") == 0), {})
         out += ["", "`--device auto` keeps MLP policies in `--mode sync` on the CPU (compiled learner) even where a "
-                "GPU is present, because of the CPU-vs-GPU rows above"
+                "GPU is present, because of the CPU-vs-GPU rows here"
                 + (": this recording predates that rule, so its `auto` row is the GPU's." if auto.get("device") != "cpu"
                    else "; the `auto` row was recorded with that rule in place."), ""]
     lb = r.get("large_batch", {})
@@ -253,6 +255,7 @@ def main() -> None:
             result[name] = PARTS[name]()
         except Exception as err:  # one part's failure is recorded; the others still run
             result[name] = {"error": f"{type(err).__name__}: {err}"}
+        result.setdefault("parts_recorded", {})[name] = f"{result['recorded']} at {result['commit']}"
         print(f"[bench.gpu] {name}: {time.perf_counter() - t:.1f} s", flush=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
