@@ -51,7 +51,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-__all__ = ["Learner", "PPOStats", "resolve_device", "resolve_backend", "make_learner", "needs_torch_model",
+__all__ = ["Learner", "PPOStats", "resolve_device", "resolve_train_device", "resolve_backend", "make_learner", "needs_torch_model",
            "GradHook", "MomentsHook"]
 
 GradHook = Callable[[np.ndarray], None]
@@ -144,9 +144,9 @@ def resolve_train_device(cfg, obs_space) -> str:
 
 def needs_torch_model(cfg, obs_space) -> bool:
     """Whether the policy is one only torch has: a CNN for image observations (rank-3
-    observation spaces, or ``--policy cnn`` where the config has that field)."""
+    observation spaces: ``(H, W, C)`` grids such as MinAtar's)."""
     shape = getattr(obs_space, "shape", None) or ()
-    return len(shape) == 3 or getattr(cfg, "policy", "mlp") == "cnn"
+    return len(shape) == 3
 
 
 def resolve_backend(cfg, device: str, obs_space=None) -> str:
