@@ -69,16 +69,25 @@ FLIP_Y = np.array([3, 2, 1, 0], dtype=np.int64)  # off the ceiling, a brick, the
 FLIP_XY = np.array([2, 3, 0, 1], dtype=np.int64)  # off the paddle's side
 
 
+# Each cell is 4 bytes (N_CH channels), so a uint64 holds two cells; rows 1..3 (the bricks,
+# channel 3 of each cell) are written as 15 words, two mask bits each, before the ball and its
+# trail (which may be in those rows).
+BRICK_WORDS = np.array([(1 << 24) * (m & 1) + (1 << 56) * (m >> 1) for m in range(4)], dtype=np.uint64)
+
+
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
-    C.clear_obs(obs, base, OBS_SIZE)
+    C.clear_obs(obs, base, 10 * N_CH)  # row 0
+    C.clear_obs(obs, base + 40 * N_CH, 60 * N_CH)  # rows 4..9
+    words = obs.view(np.uint64)
+    first = (base + 10 * N_CH) // 8
+    bricks = np.int64(state[S_BRICKS, i])
+    for w in range(15):  # rows 1..3
+        words[first + w] = BRICK_WORDS[(bricks >> (2 * w)) & 3]
     obs[base + (90 + np.int64(state[S_POS, i])) * N_CH] = True
     obs[base + (np.int64(state[S_BALL_Y, i]) * 10 + np.int64(state[S_BALL_X, i])) * N_CH + 1] = True
     obs[base + (np.int64(state[S_LAST_Y, i]) * 10 + np.int64(state[S_LAST_X, i])) * N_CH + 2] = True
-    bricks = np.int64(state[S_BRICKS, i])
-    for b in range(30):  # rows 1..3
-        obs[base + (10 + b) * N_CH + 3] = (bricks >> b) & 1 == 1
 
 
 @njit(cache=True, _nrt=False)
