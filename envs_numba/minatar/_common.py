@@ -46,6 +46,10 @@ from envs_numba.core import EnvKernel, parse_kwargs
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = 0, 1, 2, 3, 4, 5
 ACTION_NAMES = ("n", "l", "u", "r", "d", "f")
 FULL_ACTION_SET = (NOOP, LEFT, UP, RIGHT, DOWN, FIRE)
+# each action's column and row step (games clamp the result): a lookup instead of a branch
+# on the action, which a random agent's actions make unpredictable
+MOVE_X = np.array([0, -1, 0, 1, 0, 0], dtype=np.int64)
+MOVE_Y = np.array([0, 0, -1, 0, 1, 0], dtype=np.int64)
 
 # params layout, shared by every game
 P_STICKY = 0  # sticky_action_prob

@@ -135,14 +135,9 @@ def _step_env(i, action, state, rng, params, obs, tape):
         spawn_timer = spawn_speed
     px = np.int64(state[S_PX, i])
     py = np.int64(state[S_PY, i])
-    if a == C.LEFT:
-        px = max(0, px - 1)
-    elif a == C.RIGHT:
-        px = min(9, px + 1)
-    elif a == C.UP:
-        py = max(1, py - 1)
-    elif a == C.DOWN:
-        py = min(8, py + 1)
+    # table lookups and clamps, not a branch on the action (random for random agents)
+    px = min(max(px + C.MOVE_X[a], 0), 9)
+    py = min(max(py + C.MOVE_Y[a], 1), 8)
     reward = 0.0
     terminal = False
     k = py - 1  # the player's row (1..8) holds slot py - 1 only

@@ -109,10 +109,7 @@ def _reset_env(i, state, rng, params, obs, tape):
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
-    if a == C.LEFT:
-        pos = max(0, pos - 1)
-    elif a == C.RIGHT:
-        pos = min(9, pos + 1)
+    pos = min(max(pos + C.MOVE_X[a], 0), 9)  # no branch on the (random) action
     x = np.int64(state[S_BALL_X, i])
     y = np.int64(state[S_BALL_Y, i])
     d = np.int64(state[S_DIR, i])
