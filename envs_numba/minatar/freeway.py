@@ -108,12 +108,11 @@ def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
     move_timer = np.int64(state[S_MOVE_TIMER, i])
-    if a == C.UP and move_timer == 0:
-        move_timer = PLAYER_SPEED
-        pos = max(0, pos - 1)
-    elif a == C.DOWN and move_timer == 0:
-        move_timer = PLAYER_SPEED
-        pos = min(9, pos + 1)
+    # selects on a step table, not branches on the (random) action
+    dy = C.MOVE_Y[a]
+    moves = (move_timer == 0) & (dy != 0)
+    pos = min(max(pos + dy, 0), 9) if moves else pos
+    move_timer = PLAYER_SPEED if moves else move_timer
     reward = 0.0
     if pos == 0:
         reward = 1.0

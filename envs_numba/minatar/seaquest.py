@@ -273,16 +273,11 @@ def _step_env(i, action, state, rng, params, obs, tape):
     if a == C.FIRE and state[S_SHOT_TIMER, i] == 0:
         _append(state, i, U(FB), U(FB_CAP), float(sx), float(sy), state[S_OR, i], 0.0, 0.0)
         state[S_SHOT_TIMER, i] = SHOT_COOL_DOWN
-    elif a == C.LEFT:
-        sx = max(0, sx - 1)
-        state[S_OR, i] = 0
-    elif a == C.RIGHT:
-        sx = min(9, sx + 1)
-        state[S_OR, i] = 1
-    elif a == C.UP:
-        sy = max(0, sy - 1)
-    elif a == C.DOWN:
-        sy = min(8, sy + 1)
+    # moves from a step table and selects, not branches on the (random) action
+    orientation = state[S_OR, i]
+    state[S_OR, i] = 0.0 if a == C.LEFT else (1.0 if a == C.RIGHT else orientation)
+    sx = min(max(sx + C.MOVE_X[a], 0), 9)
+    sy = min(max(sy + C.MOVE_Y[a], 0), 8)
     state[S_SX, i] = sx
     state[S_SY, i] = sy
 

@@ -127,10 +127,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
     if a == C.FIRE and shot_timer == 0:
         state[S_FB + 9, i] = np.int64(state[S_FB + 9, i]) | (1 << pos)
         shot_timer = SHOT_COOL_DOWN
-    elif a == C.LEFT:
-        pos = max(0, pos - 1)
-    elif a == C.RIGHT:
-        pos = min(9, pos + 1)
+    pos = min(max(pos + C.MOVE_X[a], 0), 9)  # a step table, not a branch on the action
     # friendly bullets up one row, enemy bullets down one row (rolls, the wrapped row cleared)
     for y in range(9):
         state[S_FB + y, i] = state[S_FB + y + 1, i]
