@@ -63,3 +63,65 @@ def leaked_shm(before: set[str], pids) -> set[str]:
         if m is None or m.group(1) in pids:
             leaked.add(name)
     return leaked
+
+
+# --- slow subprocess checks, run concurrently across test modules -----------------------------
+#
+# Several modules each need a few fresh processes that compile every kernel from an empty numba
+# cache (the codegen matrix, the compiled learner's IR under each target, the disk-cache check).
+# Each process is single-threaded and does the same work whichever test asks for it; pytest runs
+# tests one at a time, so run module by module they leave cores idle (a pool of 7 targets on 2 cores
+# ends with one core idle). A module registers its jobs at import (collection); the first fixture
+# that asks for any job runs every job that a selected test uses, one per core, longest first,
+# and keeps the results for the rest of the session.
+
+_JOBS: dict[str, tuple] = {}  # key -> (function, estimated seconds, (module, test function, params))
+_RESULTS: dict[str, object] = {}
+
+
+def register_job(key: str, fn, seconds: float, module: str, test: str, **params) -> None:
+    """``fn()`` is the job ``key``, needed by ``module``'s ``test`` (for the items whose parameters
+    include ``params``); ``seconds`` (a rough estimate) orders the jobs, longest first."""
+    _JOBS[key] = (fn, seconds, (module, test, params))
+
+
+def _wanted(item, used_by) -> bool:
+    module, test, params = used_by
+    if getattr(item, "module", None) is None or item.module.__name__ != module:
+        return False
+    if getattr(item, "originalname", item.name) != test:
+        return False
+    callspec = getattr(item, "callspec", None)
+    return all(callspec is not None and callspec.params.get(k) == v for k, v in params.items())
+
+
+def job_results(request, keys) -> dict[str, object]:
+    """``{key: fn()}`` for ``keys``; on the first call that finds work to do, every registered job
+    some selected test of the session uses runs too, one per core (``os.sched_getaffinity``). A job that
+    raised re-raises here for each test that uses it."""
+    from concurrent.futures import ThreadPoolExecutor
+    import os
+
+    keys = list(keys)
+    todo = set(k for k in keys if k not in _RESULTS)
+    if todo:
+        items = request.session.items
+        todo |= {k for k, (_, _, used_by) in _JOBS.items()
+                 if k not in _RESULTS and any(_wanted(item, used_by) for item in items)}
+        order = sorted(todo, key=lambda k: -_JOBS[k][1])
+
+        def run(key):
+            try:
+                return _JOBS[key][0]()
+            except Exception as e:  # kept, re-raised to the tests that use it
+                return e
+
+        with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+            for key, result in zip(order, pool.map(run, order)):
+                _RESULTS[key] = result
+    out = {}
+    for k in keys:
+        if isinstance(_RESULTS[k], BaseException):
+            raise _RESULTS[k]
+        out[k] = _RESULTS[k]
+    return out

@@ -6,21 +6,25 @@ another (issue 9: wrong episode flags on Zen 4). Each target of
 own ``NUMBA_CACHE_DIR``: every kernel in every autoreset mode at num_envs 1, 31, 32, 33, 64
 and 257 side by side with gymnasium, the bookkeeping self-check, and no masked load or store
 in any kernel's optimised IR.
+
+The target processes run one per core, together with the other modules' fresh-cache
+processes (``tests.support.job_results``): compiling from scratch is most of the time.
 """
 
+import functools
 import platform
 
 import pytest
 
 from fastsample import check
+from tests import support
 
 TARGETS = check.codegen_targets()
 
-
-@pytest.fixture(scope="module")
-def reports():
-    # all targets at once, one process per core: compiling from scratch is most of the time
-    return {r["name"]: r for r in check.run_matrix(TARGETS)}
+for _name, _env in TARGETS.items():
+    # a target's check compiles every kernel (~40 s on one core here)
+    support.register_job(f"codegen-matrix:{_name}", functools.partial(check.run_target, _name, _env), 40,
+                         __name__, "test_kernels_match_gymnasium_under_target", target=_name)
 
 
 def test_matrix_covers_the_required_targets():
@@ -35,8 +39,10 @@ def test_matrix_covers_the_required_targets():
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_kernels_match_gymnasium_under_target(reports, target):
-    report = reports[target]
+def test_kernels_match_gymnasium_under_target(request, target):
+    key = f"codegen-matrix:{target}"
+    report = support.job_results(request, [key])[key]
+    assert report["name"] == target and report["env"] == TARGETS[target]
     failures = "\n".join(report["failures"][:20])
     assert not report["failures"], f"{target} ({report.get('target')}):\n{failures}"
     assert report["cases"] == sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ from fastsample.check import codegen_targets
 from fastsample.learning import compiled
 from fastsample.learning.compiled import CompiledPPOLearner
 from fastsample.learning.ppo import ActorCritic, compute_gae, ppo_update, vtrace
+from tests import support
 
 RTOL = 1e-4
 ATOL_OF_NORM = 1e-6
@@ -523,20 +525,18 @@ def _compile_under(env_vars: dict[str, str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def codegen_reports():
+for _name, _env in TARGETS.items():
     # every target of the project's codegen matrix (which loops LLVM turns into gathers or scatters
-    # differs between them: x86-64-v3 tuning with AVX-512 did, host tuning did not), one process per core
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
-        futures = {name: pool.submit(_compile_under, env) for name, env in TARGETS.items()}
-        return {name: f.result() for name, f in futures.items()}
+    # differs between them: x86-64-v3 tuning with AVX-512 did, host tuning did not), run one per core
+    # with the codegen matrix's processes (tests.support.job_results); ~18 s on one core here
+    support.register_job(f"compiled-learner-ir:{_name}", functools.partial(_compile_under, _env), 18,
+                         __name__, "test_no_masked_memory_ops", target=_name)
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
-def test_no_masked_memory_ops(codegen_reports, target):
-    report = codegen_reports[target]
+def test_no_masked_memory_ops(request, target):
+    key = f"compiled-learner-ir:{target}"
+    report = support.job_results(request, [key])[key]
     assert "error" not in report, report.get("error")
     assert report["uncompiled"] == []
     assert report["masked"] == {}, f"{target}: masked memory operations {report['masked']}"

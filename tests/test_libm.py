@@ -1,8 +1,10 @@
 """envs_numba.libm gives NumPy's scalar results, bit for bit, and stays cacheable."""
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from numba import njit
 import envs_numba
 
 from envs_numba.libm import pow, powf, sincos
+from tests import support
 
 
 @njit(cache=True)
@@ -35,19 +38,50 @@ def test_libm_matches_numpy_scalars():
     assert np.count_nonzero(p != x * x) > 0
 
 
-@pytest.mark.parametrize("env_id", sorted(envs_numba.KERNELS))
-def test_kernels_are_cached_across_processes(env_id, tmp_path):
+# Every kernel in one pair of processes sharing a fresh NUMBA_CACHE_DIR (one pair per kernel took
+# ~110 s, most of it starting processes and compiling the shared helpers again): the first
+# compiles each kernel's reset and step, the second, in the reverse order, must load every one
+# of them from the cache the first wrote. A dispatcher's counters are per signature and shared
+# by the ids that share it (MinAtar v0 and v1), so each run reports the totals after all ids.
+_CACHE_RUN = """
+import json, sys, fastsample, envs_numba
+ids = sys.argv[1:]
+for env_id in ids:
+    e = fastsample.make_vec(env_id, 2); e.reset(seed=0); e.step(e.action_space.sample()); e.close()
+stats = {}
+for env_id in ids:
+    k = envs_numba.KERNELS[env_id]
+    stats[env_id] = {part: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
+                     for part, d in (("reset", k.reset), ("step", k.step))}
+print(json.dumps(stats))
+"""
+ENV_IDS = sorted(envs_numba.KERNELS)
+
+
+def _cache_runs() -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="fastsample-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = []
+        for ids in (ENV_IDS, ENV_IDS[::-1]):
+            proc = subprocess.run([sys.executable, "-c", _CACHE_RUN, *ids], env=env, capture_output=True,
+                                  text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+# compiles every kernel (~30 s on one core here): with the codegen matrix's processes, one per core
+support.register_job("libm-cache-runs", _cache_runs, 30, __name__, "test_kernels_are_cached_across_processes")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_kernels_are_cached_across_processes(env_id, request):
     """cache=True works for every kernel, libm intrinsics included: a second process loads
     the reset and step kernels from the cache the first one wrote."""
-    code = (
-        "import sys, fastsample, envs_numba\n"
-        "k = envs_numba.KERNELS[sys.argv[1]]\n"
-        "e = fastsample.make_vec(sys.argv[1], 2); e.reset(seed=0); e.step(e.action_space.sample())\n"
-        "f = (k.reset, k.step)\n"
-        "print(sum(sum(d.stats.cache_hits.values()) for d in f), sum(sum(d.stats.cache_misses.values()) for d in f))\n"
-    )
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    runs = [subprocess.run([sys.executable, "-c", code, env_id], env=env, capture_output=True, text=True, check=True)
-            for _ in range(2)]
-    assert runs[0].stdout.split() == ["0", "2"], runs[0].stdout + runs[0].stderr
-    assert runs[1].stdout.split() == ["2", "0"], runs[1].stdout + runs[1].stderr
+    first, second = support.job_results(request, ["libm-cache-runs"])["libm-cache-runs"]
+    for part in ("reset", "step"):
+        (hits1, misses1), (hits2, misses2) = first[env_id][part], second[env_id][part]
+        # the first process compiled each signature (nothing there to load), the second loaded
+        # every one of them and compiled nothing
+        assert hits1 == 0 and misses1 >= 1, f"{env_id} {part}: first process {first[env_id][part]}"
+        assert hits2 == misses1 and misses2 == 0, f"{env_id} {part}: second process {second[env_id][part]}"
