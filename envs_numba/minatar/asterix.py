@@ -78,23 +78,38 @@ STATE_DIM = S_SLOT + N_SLOTS
 ALIVE, RIGHT, GOLD, X_SHIFT = 1, 2, 4, 3
 
 
+def _slot_tables():
+    """Per slot code (0..127): the offset in its row of the entity's cell (channel 3 for gold,
+    1 for an enemy; cell 0, channel 1 for an empty slot, which stores False there), of its
+    trail's cell (clamped to the screen), and whether the trail shows."""
+    entity, trail, shown = [], [], []
+    for code in range(128):
+        x = code >> X_SHIFT
+        back = x - 1 if code & RIGHT else x + 1
+        entity.append(x * N_CH + (3 if code & GOLD else 1))
+        trail.append(min(max(back, 0), 9) * N_CH + 2)
+        shown.append(bool(code & ALIVE) and 0 <= back <= 9)
+    return (np.array(entity, dtype=np.uint64), np.array(trail, dtype=np.uint64), np.array(shown, dtype=np.bool_))
+
+
+ENTITY_CELL, TRAIL_CELL, TRAIL_SHOWN = _slot_tables()
+
+
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
-    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    # Indices into obs are unsigned: numba wraps a negative signed index around, a compare and
+    # select per store that LLVM cannot drop for an index computed from the state.
+    base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
-    obs[base + (np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH] = True
+    obs[base + np.uint64((np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH)] = True
     # Every slot stores its two cells whether it is taken or not (an empty slot stores False
     # into cleared cells): no branch on which slots are taken, which is random. Only slot k
     # writes channels 1 to 3 of its row k + 1, so a False never hides another entity's True.
     for k in range(N_SLOTS):
-        code = np.int64(state[S_SLOT + k, i])
-        alive = (code & ALIVE) != 0
-        x = code >> X_SHIFT  # 0 for an empty slot
-        row = base + (k + 1) * 10 * N_CH
-        obs[row + x * N_CH + 1 + (code & GOLD) // 2] = alive  # channel 3 for gold, 1 for an enemy
-        back = x + 1 - (code & RIGHT)  # x - 1 when moving right, else x + 1
-        inside = (back >= 0) & (back <= 9)
-        obs[row + min(max(back, 0), 9) * N_CH + 2] = alive & inside
+        code = np.uint64(state[S_SLOT + k, i])
+        row = base + np.uint64((k + 1) * 10 * N_CH)
+        obs[row + ENTITY_CELL[code]] = (code & np.uint64(ALIVE)) != 0
+        obs[row + TRAIL_CELL[code]] = TRAIL_SHOWN[code]
 
 
 @njit(cache=True, _nrt=False)
