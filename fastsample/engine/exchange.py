@@ -2,10 +2,17 @@
 recording their replies, noticing deaths, and ending them.
 
 Protocol (see ``worker.py``): a command is an eventfd write (``CMD_STEP``: actions are in shared
-memory; ``CMD_MESSAGE``: a pickled message follows on the pipe), a reply the same the other way.
-``ctrl`` (shared int64s) counts commands (``ctrl[w]``) and replies (``ctrl[K + w]``) for the side
-that busy-polls before it sleeps, and names the result slot the next command writes
-(``ctrl[2K]``). The slice this process steps itself (``inline``) answers through the same
+memory; ``CMD_MESSAGE``: a pickled message follows on the pipe). A reply is its code in
+``ctrl[2K + 1 + w]``, then a bump of the reply counter ``ctrl[K + w]``, then a write to the
+worker's done eventfd, a doorbell that wakes this process when it sleeps in ``poll``
+(``REPLY_MESSAGE``/``REPLY_ERROR``: a pickled payload follows on the pipe). ``ctrl`` (shared
+int64s) also counts commands (``ctrl[w]``), for a worker that busy-polls before it sleeps, and
+names the result slot the next command writes (``ctrl[2K]``). The reply counter is the truth
+(one reply per command, so the code slot is never overwritten before it is read); the
+doorbell's count means nothing and is drained whenever this process polls. So a reply seen
+on the counter by a spinning parent is taken with no system call (x86: stores become visible
+in order, so results and code are in place once the counter moved; elsewhere the parent
+reads the doorbell first, a system call that orders memory). The slice this process steps itself (``inline``) answers through the same
 bookkeeping: its command runs when a wait collects it (:meth:`WorkerExchange._collect`), or at
 once in the fast step.
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import platform
 import select
 import threading
 import time
@@ -38,6 +46,18 @@ from fastsample.engine import worker as W
 from fastsample.engine.errors import WorkerDiedError, WorkerError, log_and_raise_last, signal_name
 from fastsample.engine.interrupts import CallInterrupted, hold_interrupts
 from fastsample.engine.shared import SharedBlock
+
+
+# Where loads are not reordered with other loads and stores become visible in program order
+# (x86-TSO), a reply whose counter moved has its code and results in place: it is taken
+# without reading the doorbell. Elsewhere the doorbell's read (a system call through the
+# kernel's lock of the eventfd) orders the loads that follow it.
+_ORDERED_LOADS = platform.machine().lower() in ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
+
+
+def ctrl_size(num_workers: int) -> int:
+    """int64s in ``ctrl``: command and reply counters, the slot index, the reply codes."""
+    return 3 * num_workers + 1
 
 
 class _State(Enum):
@@ -100,12 +120,16 @@ class WorkerExchange:
         # processes than cores a spinning waiter steals the core a worker needs.
         processes = num_workers - (1 if inline else 0) + 1
         self._spin_s = float(spin_us) * 1e-6 if processes <= _usable_cpus() else 0.0
-        # sequence numbers: ctrl[w] counts commands sent to worker w, ctrl[K + w] its replies.
-        # Only hints for the spinning side; the eventfds remain the synchronisation.
-        # ... and ctrl[2K] the result slot the next command writes into
-        self._ctrl_mem = SharedBlock(8 * (2 * num_workers + 1), "the workers' counters")
-        self._ctrl = np.frombuffer(self._ctrl_mem.buf, dtype=np.int64, count=2 * num_workers + 1)
-        self._done_seen = np.zeros(num_workers, dtype=np.int64)
+        # ctrl[w] counts commands sent to worker w (a hint for the spinning worker: the command
+        # eventfd remains the synchronisation), ctrl[K + w] its replies (the truth, see the
+        # module docstring), ctrl[2K] the result slot the next command writes into,
+        # ctrl[2K + 1 + w] the code of worker w's last reply
+        self._ctrl_mem = SharedBlock(8 * ctrl_size(num_workers), "the workers' counters")
+        self._ctrl = np.frombuffer(self._ctrl_mem.buf, dtype=np.int64, count=ctrl_size(num_workers))
+        # the same counters as a memoryview: its items are Python ints, read and written in
+        # a third of the time of NumPy scalars (the step path reads and bumps them every step)
+        self._ctrl_mv = memoryview(self._ctrl)
+        self._done_seen = [0] * num_workers  # replies read from each worker's done fd
         self._processes: list[Any] = []
         self._proc_of: dict[int, Any] = {}
         self._cmd_fds: list[int] = []
@@ -169,7 +193,8 @@ class WorkerExchange:
                 self._ready[0] = (W.REPLY_ERROR, W.describe_error(exc))
             else:
                 self._local = W.SliceServer(sub, [self._shared.views(lo, hi, k) for k in range(num_slots)],
-                                            self._obs_shared, self._ctrl[2 * num_workers:] if num_slots > 1 else None)
+                                            self._obs_shared,
+                                            self._ctrl[2 * num_workers:2 * num_workers + 1] if num_slots > 1 else None)
         starting = [w for w in range(num_workers) if w in self._in_flight]
         self._collect(starting, timeout=120.0)
         self._take(sorted(set(starting) | set(self._ready)))
@@ -198,7 +223,7 @@ class WorkerExchange:
         # the eventfd before the counter, so a worker spinning on the counter finds its eventfd
         # already signalled and never blocks in the kernel (waking it would cost µs)
         os.eventfd_write(self._cmd_fd_of[w], code)
-        self._ctrl[w] += 1
+        self._ctrl_mv[w] += 1
 
     def _run_local(self, command: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
         """Run a command on the inline slice; its reply as a worker would send it. Callers
@@ -252,12 +277,16 @@ class WorkerExchange:
                     dead.append((fd, w))
                     continue
                 try:
-                    code = os.eventfd_read(fd)
-                except BlockingIOError:  # already read by a fast-path check
-                    continue
-                self._take_reply(w, code)
-                got.add(w)
+                    os.eventfd_read(fd)  # drain the doorbell; the counter says whether a reply is in
+                except BlockingIOError:  # drained by another read
+                    pass
+                if self._ctrl_mv[self.num_workers + w] > self._done_seen[w]:
+                    self._take_reply(w)
+                    got.add(w)
             for fd, w in dead:
+                if w not in got and self._ctrl_mv[self.num_workers + w] > self._done_seen[w]:
+                    self._take_reply(w)  # it replied, then died before it rang the doorbell
+                    got.add(w)
                 if w in self._in_flight and w not in got:
                     self._raise_died(w)
                 self._poll.unregister(fd)
@@ -318,13 +347,16 @@ class WorkerExchange:
         self._raise_first_error(results)
         return results
 
-    def _take_reply(self, w: int, code: int) -> None:
-        """Record worker ``w``'s reply, whose ``code`` was just read from its done fd (held)."""
+    def _take_reply(self, w: int) -> None:
+        """Record worker ``w``'s reply, whose counter has moved (held)."""
         self._done_seen[w] += 1
-        try:
-            payload = self._conns[w].recv() if code != W.REPLY_OK else None
-        except (EOFError, OSError):  # died while sending its reply
-            self._raise_died(w)
+        code = self._ctrl_mv[2 * self.num_workers + 1 + w]
+        payload = None
+        if code != W.REPLY_OK:
+            try:
+                payload = self._conns[w].recv()
+            except (EOFError, OSError):  # died while sending its reply
+                self._raise_died(w)
         self._in_flight.pop(w, None)
         self._ready[w] = (code, payload)
 
@@ -337,13 +369,9 @@ class WorkerExchange:
             log_and_raise_last(results, self._bounds)
 
     def _reply_signalled(self, w: int) -> bool:
-        """Whether worker ``w``'s step reply is signalled, spinning up to the spin time for it
-        (interruptible: nothing changes here). The worker writes its eventfd before it bumps
-        the counter, so a bumped counter means a read of the eventfd will not block."""
-        # The counter may lag the eventfd: a worker preempted between the two (often by this
-        # process, woken by its eventfd on the same core). A counter below what we have read is
-        # not a new reply, and spinning then would only keep that worker off the core: stop.
-        ctrl, slot, seen = self._ctrl, self.num_workers + w, self._done_seen[w]
+        """Whether worker ``w``'s step reply is in (its counter moved), spinning up to the spin
+        time for it (interruptible: nothing changes here)."""
+        ctrl, slot, seen = self._ctrl_mv, self.num_workers + w, self._done_seen[w]
         if self._spin_s:
             clock = time.perf_counter
             deadline = clock() + self._spin_s
@@ -353,24 +381,28 @@ class WorkerExchange:
         return ctrl[slot] > seen
 
     def _read_signalled(self, w: int) -> None:
-        """Record the reply :meth:`_reply_signalled` saw (held)."""
-        try:
-            code = os.eventfd_read(self._done_fd_of[w])
-        except BlockingIOError:  # not expected (the counter moved after the eventfd was written)
-            return  # the caller waits for it with _collect
-        self._take_reply(w, code)
+        """Record the reply :meth:`_reply_signalled` saw (held). On x86 straight off the
+        counter (the doorbell is left to the next poll, which drains it); elsewhere after the
+        doorbell's read, which orders memory (a doorbell not rung yet: the caller waits for
+        it with _collect)."""
+        if not _ORDERED_LOADS:
+            try:
+                os.eventfd_read(self._done_fd_of[w])
+            except BlockingIOError:
+                return
+        self._take_reply(w)
 
     def _spin_for_replies(self, waiting: set[int], remaining: float | None) -> None:
         """Busy-poll the reply counters briefly, so a reply that comes soon is read without
         the parent having gone to sleep."""
         k = self.num_workers
-        ctrl, seen = self._ctrl, self._done_seen
+        ctrl, seen = self._ctrl_mv, self._done_seen
         spin = self._spin_s if remaining is None else min(self._spin_s, remaining)
         deadline = time.perf_counter() + spin
         remote = [w for w in waiting if w in self._in_flight]
         while time.perf_counter() < deadline:
             for w in remote:
-                if ctrl[k + w] != seen[w]:  # a reply, or a lagging counter (see _reply_signalled)
+                if ctrl[k + w] != seen[w]:  # a reply
                     return
 
     def _drain_orphans(self) -> None:

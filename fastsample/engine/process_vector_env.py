@@ -47,6 +47,9 @@ from fastsample.engine.shared import SharedBatch, array_action_dtype, copy_batch
 from fastsample.engine.slices import kernel_slices, python_slices, split
 from fastsample.output_slots import OutputSlots
 
+_CMD_STEP = W.CMD_STEP
+_REPLY_OK = W.REPLY_OK
+
 __all__ = ["CallInterrupted", "ProcessVectorEnv", "WorkerError", "WorkerDiedError"]
 
 _CUSTOM_WORKER = (
@@ -240,6 +243,7 @@ class ProcessVectorEnv(SendRecv, WorkerExchange, VectorEnv):
                                    obs_in_shared_memory=self._obs_shared, num_slots=num_slots)
         self._slot_views = [self._shared.slot(k) for k in range(num_slots)]
         self._views = self._slot_views[0]
+        self._scratch_views = self._slot_views[-1]  # (the scratch slot when there are output slots)
         self._out_slots: OutputSlots | None = None
         self._arrays_for_actions = array_action_dtype(self.single_action_space) is not None
         if self._python_envs:
@@ -460,14 +464,16 @@ class ProcessVectorEnv(SendRecv, WorkerExchange, VectorEnv):
         v = self._views
         slots = self._out_slots
         ready = self._ready
-        if (slots is not None and len(ready) == self.num_workers
-                and all(code == W.REPLY_OK for code, _ in ready.values())):
-            # the common step: every slice answered with its results in shared memory, no info
-            ready.clear()
-            self._state = _State.IDLE
-            if v is not self._slot_views[slots.scratch]:  # a slot the caller may keep
-                return v.obs, v.rewards, v.terminated, v.truncated, {}
-            return copy_batch(v.obs), v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), {}
+        if slots is not None and len(ready) == self.num_workers:
+            for code, _ in ready.values():
+                if code != _REPLY_OK:
+                    break
+            else:  # the common step: every slice answered with its results in shared memory, no info
+                ready.clear()
+                self._state = _State.IDLE
+                if v is not self._scratch_views:  # a slot the caller may keep
+                    return v.obs, v.rewards, v.terminated, v.truncated, {}
+                return copy_batch(v.obs), v.rewards.copy(), v.terminated.copy(), v.truncated.copy(), {}
         results = self._take(workers)
         self._state = _State.IDLE
         infos = self._infos(results) if any(c == W.REPLY_MESSAGE for c, _ in results.values()) else {}
@@ -515,27 +521,34 @@ class ProcessVectorEnv(SendRecv, WorkerExchange, VectorEnv):
         remote = self._remote
         with hold_interrupts(forceable=True) as held:  # (see _held_send)
             try:
-                if self._out_slots is not None:
-                    slot = self._out_slots.free()
+                slots = self._out_slots
+                if slots is not None:
+                    slot = slots.free()
                     if self._views is not self._slot_views[slot]:
                         self._select_slot(slot)
                 v = self._views
                 if loaded is not v.actions:
                     np.copyto(v.actions, loaded, casting="unsafe")
                 self._state = _State.WAITING_STEP
+                in_flight = self._in_flight
                 for w in remote:
-                    self._signal(w, W.CMD_STEP)
-                    self._in_flight[w] = "step"
+                    self._signal(w, _CMD_STEP)
+                    in_flight[w] = "step"
                 out = None
-                if self._local is not None:
-                    self._ready[0] = self._run_local(self._local.step)
+                local = self._local
+                if local is not None:
+                    ready = self._ready
+                    ready[0] = self._run_local(local.step)
                     # the workers stepped alongside: where every reply is in already, take them
                     # now, in this held section (one section per step instead of two)
-                    ctrl, k, seen = self._ctrl, self.num_workers, self._done_seen
-                    if all(ctrl[k + w] > seen[w] for w in remote):
+                    ctrl, k, seen = self._ctrl_mv, self.num_workers, self._done_seen
+                    for w in remote:
+                        if ctrl[k + w] <= seen[w]:
+                            break
+                    else:
                         for w in remote:
                             self._read_signalled(w)
-                        if len(self._ready) == k:
+                        if len(ready) == k:
                             out = self._finish_step(range(k))
             except KeyboardInterrupt:
                 self._mark_forced("step")

@@ -79,6 +79,16 @@ class PythonEnvSlice(SyncVectorEnv):
         self._observations = obs
         self._bound_results = (rewards, terminated, truncated)
 
+    def write_true_observations(self, out: Any) -> bool:
+        """Write each env's latest observation (what its last step or reset returned, as
+        ``SyncVectorEnv`` keeps it) into ``out``; False, writing nothing, while some env has
+        none yet."""
+        env_obs = self._env_obs
+        if any(o is None for o in env_obs):
+            return False
+        concatenate(self.single_observation_space, env_obs, out)
+        return True
+
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
         self.failed_env = None
         try:

@@ -5,12 +5,14 @@ Protocol (one exchange at a time per worker):
 * the parent writes a command code to the worker's ``cmd`` eventfd: ``CMD_STEP`` (actions are
   already in shared memory) or ``CMD_MESSAGE`` (a pickled ``(name, payload)`` waits on the
   pipe: reset, call, render, close, or a step whose actions could not live in shared memory);
-* the worker answers on its ``done`` eventfd: ``REPLY_OK`` (results are in shared memory, no
-  info), ``REPLY_MESSAGE`` (a pickled result waits on the pipe) or ``REPLY_ERROR`` (a pickled
-  description of the exception waits on the pipe).
+* the worker answers with a code in its ``ctrl`` slot, a bump of its reply counter and a write
+  to its ``done`` eventfd (a doorbell for a parent asleep in ``poll``): ``REPLY_OK`` (results
+  are in shared memory, no info), ``REPLY_MESSAGE`` (a pickled result waits on the pipe) or
+  ``REPLY_ERROR`` (a pickled description of the exception waits on the pipe).
 
-Steps, the hot path, cost two eventfd writes and reads and no pickling when the envs report no
-info. Everything bulky (observations, rewards, flags, actions) lives in shared memory.
+Steps, the hot path, cost two eventfd writes and one read (none for a parent that saw the reply
+counter move while it spun, see ``exchange.py``) and no pickling when the envs report no info.
+Everything bulky (observations, rewards, flags, actions) lives in shared memory.
 """
 
 from __future__ import annotations
@@ -128,13 +130,18 @@ class SliceServer:
         self.slot_views = slot_views  # this slice's views of each result slot
         self.views = slot_views[0]
         self.slot = 0
-        self.slot_index = slot_index  # one shared int64: the slot the next command writes
+        # one shared int64: the slot the next command writes (a memoryview: a Python int per read)
+        self.slot_index = memoryview(slot_index) if slot_index is not None else None
         self.obs_in_shared_memory = obs_in_shared_memory
         views = self.views
         # With several result slots the parent hands slot arrays to the caller, who may change
         # them: this private copy of the slice's latest observations is what a reset of other
-        # envs carries over (envs outside reset_mask keep their true observations)
+        # envs carries over (envs outside reset_mask keep their true observations). A slice of
+        # Python envs keeps each env's latest observation itself (``write_true_observations``):
+        # then this copy is only refreshed by resets, a fallback for envs never reset.
         self.true_obs = copy_batch(views.obs) if (slot_index is not None and obs_in_shared_memory) else None
+        self.write_true_obs = getattr(sub, "write_true_observations", None) if self.true_obs is not None else None
+        self.copy_true_obs = self.true_obs is not None and self.write_true_obs is None  # after each step
         bind = getattr(sub, "bind_output_buffers", None)
         self.step_bound = None
         if bind is not None and obs_in_shared_memory and views.actions is not None:
@@ -145,7 +152,7 @@ class SliceServer:
     def _use_slot(self) -> None:
         """Write results into the slot the parent chose (it has carried the current results
         over where a command does not rewrite them all: a reset of some envs)."""
-        k = int(self.slot_index[0])
+        k = self.slot_index[0]
         if k == self.slot:
             return
         new = self.slot_views[k]
@@ -175,12 +182,12 @@ class SliceServer:
             self._use_slot()
         if actions is None and self.step_bound is not None:
             info = self.step_bound()[4]
-            if self.true_obs is not None:
+            if self.copy_true_obs:
                 copy_into(self.true_obs, self.views.obs)
             return (REPLY_MESSAGE, (None, info)) if info else (REPLY_OK, None)
         obs, rewards, terminated, truncated, info = self.sub.step(self.views.actions if actions is None else actions)
         obs = self._publish(obs, rewards, terminated, truncated)
-        if self.true_obs is not None:
+        if self.copy_true_obs:
             copy_into(self.true_obs, self.views.obs)
         if info or obs is not None or actions is not None:
             return REPLY_MESSAGE, (obs, info)
@@ -194,8 +201,9 @@ class SliceServer:
             if self.slot_index is not None:
                 self._use_slot()
             seeds, options = payload
-            if self.true_obs is not None:
-                copy_into(self.views.obs, self.true_obs)  # the envs this reset leaves alone
+            if self.true_obs is not None:  # the envs this reset leaves alone
+                if self.write_true_obs is None or not self.write_true_obs(self.views.obs):
+                    copy_into(self.views.obs, self.true_obs)
             mask = None if options is None else options.get("reset_mask")
             if mask is not None and not mask.any():
                 # none of this slice's envs: only put their observations into the new slot
@@ -241,22 +249,26 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
         _die_with_parent()
     cmd_fd = int(cmd_fd)
     done_fd = int(done_fd)
-    ctrl = np.frombuffer(ctrl_mem.buf, dtype=np.int64, count=2 * num_workers + 1)
+    ctrl_array = np.frombuffer(ctrl_mem.buf, dtype=np.int64, count=3 * num_workers + 1)
+    ctrl = memoryview(ctrl_array)  # items as Python ints: a third of NumPy scalars' cost
     done_slot = num_workers + index
+    code_slot = 2 * num_workers + 1 + index
     commands_seen = 0
 
     def reply(code: int, payload: Any = None) -> None:
-        # the eventfd before the counter: a parent spinning on the counter then finds the
-        # eventfd already signalled, and nobody sleeps in the kernel (a wake-up costs µs)
+        # the code, then the counter (a parent spinning on it takes the reply from there, with
+        # the code and the results already in place), then the doorbell for a sleeping parent
         if code == REPLY_OK:
-            os.eventfd_write(done_fd, code)
+            ctrl[code_slot] = code
             ctrl[done_slot] += 1
+            os.eventfd_write(done_fd, 1)
             return
         data = ForkingPickler.dumps(payload)  # an unpicklable result raises here, before signalling
         # signal first, then write: the parent reads the pipe while we fill it, so a reply
         # larger than the pipe buffer (rendered frames) cannot deadlock
-        os.eventfd_write(done_fd, code)
+        ctrl[code_slot] = code
         ctrl[done_slot] += 1
+        os.eventfd_write(done_fd, 1)
         conn.send_bytes(data)
 
     try:
@@ -265,7 +277,8 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
 
             psutil.Process().cpu_affinity([pin_cpu])
         server = SliceServer(make_sub(), [shared.views(lo, hi, k) for k in range(shared.num_slots)],
-                             obs_in_shared_memory, ctrl[2 * num_workers:] if shared.num_slots > 1 else None)
+                             obs_in_shared_memory,
+                             ctrl_array[2 * num_workers:2 * num_workers + 1] if shared.num_slots > 1 else None)
         reply(REPLY_OK)
     except BaseException as exc:  # report start-up failures instead of dying silently
         reply(REPLY_ERROR, describe_error(exc))
