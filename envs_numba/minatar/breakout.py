@@ -85,9 +85,10 @@ def _write_obs(i, state, obs):
     bricks = np.int64(state[S_BRICKS, i])
     for w in range(15):  # rows 1..3
         words[first + w] = BRICK_WORDS[(bricks >> (2 * w)) & 3]
-    obs[base + (90 + np.int64(state[S_POS, i])) * N_CH] = True
-    obs[base + (np.int64(state[S_BALL_Y, i]) * 10 + np.int64(state[S_BALL_X, i])) * N_CH + 1] = True
-    obs[base + (np.int64(state[S_LAST_Y, i]) * 10 + np.int64(state[S_LAST_X, i])) * N_CH + 2] = True
+    ubase = np.uint64(base)  # unsigned indices: no wrap-around select per store (see asterix)
+    obs[ubase + np.uint64((90 + np.int64(state[S_POS, i])) * N_CH)] = True
+    obs[ubase + np.uint64((np.int64(state[S_BALL_Y, i]) * 10 + np.int64(state[S_BALL_X, i])) * N_CH + 1)] = True
+    obs[ubase + np.uint64((np.int64(state[S_LAST_Y, i]) * 10 + np.int64(state[S_LAST_X, i])) * N_CH + 2)] = True
 
 
 @njit(cache=True, _nrt=False)

@@ -67,18 +67,19 @@ STATE_DIM = S_CAR_SPEED + N_CARS
 
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
-    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    # unsigned indices into obs: no wrap-around select per store (see asterix)
+    base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
-    obs[base + (np.int64(state[S_POS, i]) * 10 + 4) * N_CH] = True
+    obs[base + np.uint64((np.int64(state[S_POS, i]) * 10 + 4) * N_CH)] = True
     for k in range(N_CARS):
-        row = base + (k + 1) * 10 * N_CH
+        row = base + np.uint64((k + 1) * 10 * N_CH)
         x = np.int64(state[S_CAR_X + k, i])
         speed = np.int64(state[S_CAR_SPEED + k, i])
-        obs[row + x * N_CH + 1] = True
+        obs[row + np.uint64(x * N_CH + 1)] = True
         back = x - 1 if speed > 0 else x + 1
         back = 9 if back < 0 else (0 if back > 9 else back)
         if speed != 0:  # the trail, in its speed's channel (a car of speed 0 has none)
-            obs[row + back * N_CH + 1 + abs(speed)] = True
+            obs[row + np.uint64(back * N_CH + 1 + abs(speed))] = True
 @njit(cache=True, _nrt=False)
 def _randomize_cars(i, state, rng, tape):
     """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""

@@ -190,30 +190,31 @@ def _first_at(state, i, base, cap, x, y):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
-    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    # unsigned indices into obs: no wrap-around select per store (see asterix)
+    base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
-    row = base + sy * 10 * N_CH
-    obs[row + sx * N_CH] = True
+    row = base + np.uint64(sy * 10 * N_CH)
+    obs[row + np.uint64(sx * N_CH)] = True
     back = sx - 1 if state[S_OR, i] != 0.0 else sx + 1
-    obs[row + (back + 10 if back < 0 else back) * N_CH + 1] = True  # -1 wraps, as a numpy index
+    obs[row + np.uint64((back + 10 if back < 0 else back) * N_CH + 1)] = True  # -1 wraps, as a numpy index
     oxygen = max(0, np.int64(state[S_OXYGEN, i]))
     for x in range(oxygen * 10 // MAX_OXYGEN):
-        obs[base + (90 + x) * N_CH + 7] = True
+        obs[base + np.uint64((90 + x) * N_CH + 7)] = True
     divers = np.int64(state[S_DIVERS, i])
     for x in range(max(0, 9 - divers), 9):
-        obs[base + (90 + x) * N_CH + 8] = True
+        obs[base + np.uint64((90 + x) * N_CH + 8)] = True
     for lst, cap, ch in ((FB, FB_CAP, 2), (EB, EB_CAP, 4), (FISH, FISH_CAP, 5), (SUB, SUB_CAP, 6),
                          (DIV, DIV_CAP, 9)):
         for k in range(np.int64(state[lst, i])):
             x = np.int64(state[lst + 1 + X * cap + k, i])
-            row = base + np.int64(state[lst + 1 + Y * cap + k, i]) * 10 * N_CH
-            obs[row + x * N_CH + ch] = True
+            row = base + np.uint64(np.int64(state[lst + 1 + Y * cap + k, i]) * 10 * N_CH)
+            obs[row + np.uint64(x * N_CH + ch)] = True
             if ch >= 5:  # fish, subs and divers leave a trail
                 back = x - 1 if state[lst + 1 + D * cap + k, i] != 0.0 else x + 1
                 if 0 <= back <= 9:
-                    obs[row + back * N_CH + 3] = True
+                    obs[row + np.uint64(back * N_CH + 3)] = True
 
 
 @njit(cache=True, _nrt=False)

@@ -72,6 +72,8 @@ STATE_DIM = S_EB + 10
 
 POPCOUNT = np.array([bin(m).count("1") for m in range(1024)], dtype=np.int64)
 LOWEST_BIT = np.array([(m & -m).bit_length() - 1 for m in range(1024)], dtype=np.int64)  # -1 for 0
+# the row offset of the lowest set bit's cell (unsigned: an index into obs), 0 for no bit
+CELL_OFFSET = np.array([max(b, 0) * N_CH for b in LOWEST_BIT], dtype=np.uint64)
 # columns in the order the reference searches them for the nearest alien (stable sort by
 # distance to the cannon: ties go to the lower column), one row per cannon column
 SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10)], dtype=np.int64)
@@ -80,25 +82,26 @@ SEARCH = np.array([sorted(range(10), key=lambda c: abs(c - p)) for p in range(10
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     # cleared, then only the cells that hold something: each row's set bits, lowest first
-    base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
+    # unsigned indices into obs: no wrap-around select per store (see asterix)
+    base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
-    obs[base + (90 + np.int64(state[S_POS, i])) * N_CH] = True
-    moving = 2 if state[S_DIR, i] < 0 else 3  # alien_left or alien_right
+    obs[base + np.uint64((90 + np.int64(state[S_POS, i])) * N_CH)] = True
+    moving = np.uint64(2 if state[S_DIR, i] < 0 else 3)  # alien_left or alien_right
     for y in range(10):
-        row = base + y * 10 * N_CH
+        row = base + np.uint64(y * 10 * N_CH)
         m = np.int64(state[S_ALIEN + y, i])
         while m:
-            cell = row + LOWEST_BIT[m] * N_CH
-            obs[cell + 1] = True
+            cell = row + CELL_OFFSET[m]
+            obs[cell + np.uint64(1)] = True
             obs[cell + moving] = True
             m &= m - 1
         m = np.int64(state[S_FB + y, i])
         while m:
-            obs[row + LOWEST_BIT[m] * N_CH + 4] = True
+            obs[row + CELL_OFFSET[m] + np.uint64(4)] = True
             m &= m - 1
         m = np.int64(state[S_EB + y, i])
         while m:
-            obs[row + LOWEST_BIT[m] * N_CH + 5] = True
+            obs[row + CELL_OFFSET[m] + np.uint64(5)] = True
             m &= m - 1
 
 
