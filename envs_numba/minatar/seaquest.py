@@ -254,7 +254,7 @@ def _spawn_enemy(i, state, rng, tape):
         _append(state, i, U(FISH), U(FISH_CAP), x, y, d, speed, 0.0)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     reward = 0.0
