@@ -1,15 +1,16 @@
 """The exchange with the worker processes: starting them, signalling commands, waiting for and
 recording their replies, noticing deaths, and ending them.
 
-Protocol (see ``worker.py``): a command is an eventfd write (``CMD_STEP``: actions are in shared
-memory; ``CMD_MESSAGE``: a pickled message follows on the pipe). A reply is its code in
+Protocol (see ``worker.py``): a command is its code in ``ctrl[3K + 1 + w]`` (``CMD_STEP``:
+actions are in shared memory; ``CMD_MESSAGE``: a pickled message follows on the pipe), then a
+bump of the command counter ``ctrl[w]``, then, only if the worker's flag ``ctrl[4K + 1 + w]``
+says it sleeps (or is going to sleep), a write to its command eventfd. A reply is its code in
 ``ctrl[2K + 1 + w]``, then a bump of the reply counter ``ctrl[K + w]``, then a write to the
 worker's done eventfd, a doorbell that wakes this process when it sleeps in ``poll``
 (``REPLY_MESSAGE``/``REPLY_ERROR``: a pickled payload follows on the pipe). ``ctrl`` (shared
-int64s) also counts commands (``ctrl[w]``), for a worker that busy-polls before it sleeps, and
-names the result slot the next command writes (``ctrl[2K]``). The reply counter is the truth
-(one reply per command, so the code slot is never overwritten before it is read); the
-doorbell's count means nothing and is drained whenever this process polls. So a reply seen
+int64s) also names the result slot the next command writes (``ctrl[2K]``). The counters are
+the truth (one reply per command, so a code slot is never overwritten before it is read); the
+doorbells' counts mean nothing and are drained by whoever polls them. So a reply seen
 on the counter by a spinning parent is taken with no system call (x86: stores become visible
 in order, so results and code are in place once the counter moved; elsewhere the parent
 reads the doorbell first, a system call that orders memory). The slice this process steps itself (``inline``) answers through the same
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import platform
 import select
 import threading
 import time
@@ -48,16 +48,8 @@ from fastsample.engine.interrupts import CallInterrupted, hold_interrupts
 from fastsample.engine.shared import SharedBlock
 
 
-# Where loads are not reordered with other loads and stores become visible in program order
-# (x86-TSO), a reply whose counter moved has its code and results in place: it is taken
-# without reading the doorbell. Elsewhere the doorbell's read (a system call through the
-# kernel's lock of the eventfd) orders the loads that follow it.
-_ORDERED_LOADS = platform.machine().lower() in ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
-
-
-def ctrl_size(num_workers: int) -> int:
-    """int64s in ``ctrl``: command and reply counters, the slot index, the reply codes."""
-    return 3 * num_workers + 1
+_ORDERED_LOADS = W.ORDERED_LOADS  # (see worker.py)
+ctrl_size = W.ctrl_size
 
 
 class _State(Enum):
@@ -159,7 +151,7 @@ class WorkerExchange:
         for w, (lo, hi) in enumerate(self._bounds):
             if w == 0 and inline:
                 continue
-            cmd_fd = os.eventfd(0, os.EFD_CLOEXEC)
+            cmd_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)  # the worker drains it
             # non-blocking: the fast step path reads a reply it saw arrive without blocking
             done_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             parent_conn, child_conn = ctx.Pipe()
@@ -220,10 +212,13 @@ class WorkerExchange:
         self._in_flight[w] = what
 
     def _signal(self, w: int, code: int) -> None:
-        # the eventfd before the counter, so a worker spinning on the counter finds its eventfd
-        # already signalled and never blocks in the kernel (waking it would cost µs)
-        os.eventfd_write(self._cmd_fd_of[w], code)
-        self._ctrl_mv[w] += 1
+        # the code, the counter (a spinning worker takes the command from there), then the
+        # doorbell if the worker sleeps or is going to (see worker.FIRST_SLEEP_MS for the race)
+        ctrl, k = self._ctrl_mv, self.num_workers
+        ctrl[3 * k + 1 + w] = code
+        ctrl[w] += 1
+        if ctrl[4 * k + 1 + w] or not _ORDERED_LOADS:
+            os.eventfd_write(self._cmd_fd_of[w], 1)
 
     def _run_local(self, command: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
         """Run a command on the inline slice; its reply as a worker would send it. Callers

@@ -2,16 +2,20 @@
 
 Protocol (one exchange at a time per worker):
 
-* the parent writes a command code to the worker's ``cmd`` eventfd: ``CMD_STEP`` (actions are
-  already in shared memory) or ``CMD_MESSAGE`` (a pickled ``(name, payload)`` waits on the
-  pipe: reset, call, render, close, or a step whose actions could not live in shared memory);
+* the parent writes a command code into the worker's ``ctrl`` slot and bumps its command
+  counter: ``CMD_STEP`` (actions are already in shared memory) or ``CMD_MESSAGE`` (a pickled
+  ``(name, payload)`` waits on the pipe: reset, call, render, close, or a step whose actions
+  could not live in shared memory); it writes the worker's ``cmd`` eventfd (a doorbell) only
+  when the worker's flag says it sleeps, or is going to sleep, in ``poll``;
 * the worker answers with a code in its ``ctrl`` slot, a bump of its reply counter and a write
   to its ``done`` eventfd (a doorbell for a parent asleep in ``poll``): ``REPLY_OK`` (results
   are in shared memory, no info), ``REPLY_MESSAGE`` (a pickled result waits on the pipe) or
   ``REPLY_ERROR`` (a pickled description of the exception waits on the pipe).
 
-Steps, the hot path, cost two eventfd writes and one read (none for a parent that saw the reply
-counter move while it spun, see ``exchange.py``) and no pickling when the envs report no info.
+Steps, the hot path, cost one eventfd write (the reply's doorbell) and no pickling when the envs
+report no info, while both sides spin (see ``exchange.py``); a side that sleeps is rung awake.
+On other processors than x86 every command and reply also goes through its eventfd, whose
+read orders memory (loads may be reordered there).
 Everything bulky (observations, rewards, flags, actions) lives in shared memory.
 """
 
@@ -37,6 +41,25 @@ REPLY_MESSAGE = 2
 REPLY_ERROR = 3
 
 _PR_SET_PDEATHSIG = 1
+
+# Where loads are not reordered with other loads and stores become visible in program order
+# (x86-TSO), a command or reply whose counter moved has its code and data in place: it is
+# taken without reading the eventfd. Elsewhere the eventfd's read (a system call through the
+# kernel's lock of the eventfd) orders the loads that follow it, so every command rings.
+ORDERED_LOADS = __import__("platform").machine().lower() in (
+    "x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
+# A worker going to sleep sets its flag, then looks at its command counter once more. A
+# store and a later load may pass each other (also on x86), so a parent may bump the counter
+# without seeing the flag while the worker sees no command: the worker's first sleep is this
+# short, and it looks again (the race costs this much; it never hangs).
+FIRST_SLEEP_MS = 1
+
+
+def ctrl_size(num_workers: int) -> int:
+    """int64s in ``ctrl``: for each worker a command and a reply counter (``w``, ``K + w``),
+    the result slot (``2K``), then a reply code, a command code and an asleep flag per worker
+    (``2K + 1 + w``, ``3K + 1 + w``, ``4K + 1 + w``)."""
+    return 5 * num_workers + 1
 
 
 def _die_with_parent() -> None:
@@ -81,16 +104,20 @@ class ParentWatch:
             return not select.select([self.pidfd], [], [], 0)[0]
         return os.getppid() == self.ppid
 
-    def wait_for_command(self) -> None:
-        """Block until the command eventfd is readable; exit if the parent dies first."""
+    def wait_for_command(self, timeout_ms: int | None = None) -> None:
+        """Block until the command eventfd is readable (or ``timeout_ms`` passed); exit if the
+        parent dies first."""
         while True:
+            wait = None if self.pidfd is not None else 1000
+            if timeout_ms is not None:
+                wait = timeout_ms if wait is None else min(wait, timeout_ms)
             try:
-                events = self.poller.poll(None if self.pidfd is not None else 1000)
+                events = self.poller.poll(wait)
             except InterruptedError:
                 continue
             if any(fd == self.pidfd for fd, _ in events) or (self.pidfd is None and not self._parent_alive()):
                 self._exit()
-            if events:
+            if events or timeout_ms is not None:
                 return
 
     @staticmethod
@@ -249,10 +276,12 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
         _die_with_parent()
     cmd_fd = int(cmd_fd)
     done_fd = int(done_fd)
-    ctrl_array = np.frombuffer(ctrl_mem.buf, dtype=np.int64, count=3 * num_workers + 1)
+    ctrl_array = np.frombuffer(ctrl_mem.buf, dtype=np.int64, count=ctrl_size(num_workers))
     ctrl = memoryview(ctrl_array)  # items as Python ints: a third of NumPy scalars' cost
     done_slot = num_workers + index
     code_slot = 2 * num_workers + 1 + index
+    cmd_code_slot = 3 * num_workers + 1 + index
+    asleep_slot = 4 * num_workers + 1 + index
     commands_seen = 0
 
     def reply(code: int, payload: Any = None) -> None:
@@ -289,13 +318,28 @@ def worker_main(index: int, make_sub, shared, lo: int, hi: int, cmd_fd, done_fd,
     while True:
         if spin_s:
             deadline = clock() + spin_s
-            # the parent bumps the counter after writing the eventfd, so it may lag (the parent
-            # preempted between the two): then stop spinning at once, to give it the core
             while ctrl[index] == commands_seen and clock() < deadline:
                 pass
-        if ctrl[index] <= commands_seen:  # going to sleep: wake for a command or the parent's end
-            watch.wait_for_command()
-        code = os.eventfd_read(cmd_fd)  # the synchronisation point (a full barrier)
+        if ctrl[index] == commands_seen:  # going to sleep: wake for a command or the parent's end
+            ctrl[asleep_slot] = 1  # the parent rings from now on
+            timeout_ms = FIRST_SLEEP_MS  # (see FIRST_SLEEP_MS)
+            while ctrl[index] == commands_seen:
+                watch.wait_for_command(timeout_ms)
+                timeout_ms = None
+                if ORDERED_LOADS:
+                    try:
+                        os.eventfd_read(cmd_fd)  # drain the doorbell; the counter is the truth
+                    except BlockingIOError:
+                        pass
+            ctrl[asleep_slot] = 0
+        if not ORDERED_LOADS:  # every command rings: its read orders the loads that follow
+            while True:
+                try:
+                    os.eventfd_read(cmd_fd)
+                    break
+                except BlockingIOError:
+                    watch.wait_for_command()
+        code = ctrl[cmd_code_slot]
         commands_seen += 1
         try:
             if code == CMD_STEP:
