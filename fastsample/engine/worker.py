@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import select
 import signal
 import time
@@ -46,8 +47,7 @@ _PR_SET_PDEATHSIG = 1
 # (x86-TSO), a command or reply whose counter moved has its code and data in place: it is
 # taken without reading the eventfd. Elsewhere the eventfd's read (a system call through the
 # kernel's lock of the eventfd) orders the loads that follow it, so every command rings.
-ORDERED_LOADS = __import__("platform").machine().lower() in (
-    "x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
+ORDERED_LOADS = platform.machine().lower() in ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
 # A worker going to sleep sets its flag, then looks at its command counter once more. A
 # store and a later load may pass each other (also on x86), so a parent may bump the counter
 # without seeing the flag while the worker sees no command: the worker's first sleep is this
