@@ -409,9 +409,9 @@ def _step_env(i, action, state, rng, params, obs, tape):
             state[FISH_T + pos, i] -= 1
 
     # timers, oxygen, surfacing
-    for row in (S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_SHOT_TIMER):
-        if state[row, i] > 0:
-            state[row, i] -= 1
+    for row in (S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_SHOT_TIMER):  # selects: the shot timer's is random
+        t = state[row, i]
+        state[row, i] = t - 1.0 if t > 0 else t
     oxygen = np.int64(state[S_OXYGEN, i])
     if oxygen <= 0:
         terminal = True
