@@ -191,12 +191,18 @@ def make_render(write_obs, n_channels: int):
 
 
 def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int, reset, step, reset_env, step_env,
-                 minimal_actions: tuple[int, ...], write_obs):
+                 minimal_actions: tuple[int, ...], write_obs, observe):
     """The ``EnvKernel`` pair of one game: ``MinAtar-<name>-v1`` (its minimal action set) and
     ``-v0`` (all six actions). ``reset_env``/``step_env`` (one env, random outcomes given or
     drawn) are kept in ``extra`` for the tests that replay the reference's draws; ``write_obs(i,
     state, obs)`` (env ``i``'s observation from its state) draws ``render_mode="rgb_array"``
-    frames."""
+    frames.
+
+    ``extra["observe"]`` is ``observe(mask, state, params, obs)``, a batched ``@njit`` kernel
+    that rewrites the observation of every env in ``mask`` from its state column alone: a
+    MinAtar observation is a function of the state (``tests/test_minatar_engine.py`` checks it
+    after every step and reset), so a vector env can rebuild the observations of envs it did
+    not step instead of keeping a private copy of the latest ones."""
     def kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
         env_id = f"MinAtar-{name}-{version}"
         return EnvKernel(
@@ -211,7 +217,7 @@ def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int
             render_rgb=make_render(write_obs, len(channels)),
             render_fps=15,
             extra={"game": game, "channels": channels, "action_set": action_set,
-                   "reset_env": reset_env, "step_env": step_env},
+                   "reset_env": reset_env, "step_env": step_env, "observe": observe},
         )
 
     return kernel("v1", minimal_actions), kernel("v0", FULL_ACTION_SET)

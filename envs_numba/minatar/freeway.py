@@ -160,6 +160,17 @@ def step(mask, actions, state, rng, params, obs, rewards, terminated):
             terminated[i] = t
 
 
+
+@njit(cache=True, _nrt=False)
+def observe(mask, state, params, obs):
+    """Every env in ``mask`` gets its observation written again from its state alone (see
+    ``_common.game_kernels``)."""
+    flat = obs.reshape(obs.size)
+    for i in range(mask.shape[0]):
+        # the body holds a loop (the clear), so this loop is never vectorised
+        if mask[i]:
+            _write_obs(i, state, flat)
+
 KERNEL_V1, KERNEL_V0 = C.game_kernels("Freeway", "freeway", CHANNELS, STATE_DIM, reset, step, _reset_env, _step_env,
-                                      MINIMAL_ACTIONS, _write_obs)
+                                      MINIMAL_ACTIONS, _write_obs, observe)
 KERNELS = (KERNEL_V1, KERNEL_V0)
