@@ -1,7 +1,7 @@
 """Holding Ctrl-C back across the few instructions that must not be cut in two.
 
 Python raises ``KeyboardInterrupt`` in the main thread at whatever bytecode it is running when
-SIGINT arrives. Between reading a worker's reply from its eventfd and recording it, or between
+SIGINT arrives. Between taking a worker's reply off its counter and recording it, or between
 signalling two workers, that leaves an env that has lost a reply (and waits forever) or that
 thinks a worker is idle while it steps. Inside :class:`hold_interrupts` a SIGINT is recorded
 instead of raised, and the caller decides afterwards, with its state consistent, how to report

@@ -11,8 +11,8 @@ The same engine runs two kinds of envs (``slices.py``):
   are checked once per batch (``fastsample.actions``).
 
 Either way worker ``w`` owns envs ``lo_w..hi_w-1``, results are bit-identical to running all
-envs in one process with the same seeds and actions, and a step costs one eventfd signal each
-way per worker. This module holds the gymnasium API and its call state (``reset``/``step``/
+envs in one process with the same seeds and actions, and a step is handed over through counters
+in shared memory (an eventfd rings only for a side asleep in the kernel; see ``exchange.py``). This module holds the gymnasium API and its call state (``reset``/``step``/
 ``call`` and their ``*_async``/``*_wait`` halves, result slots, close); the rest lives in:
 
 * ``exchange.py``: the worker processes (start, signal, wait, record replies, deaths, end);
