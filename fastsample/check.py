@@ -18,13 +18,20 @@ A check is three parts:
    with terminations, truncations, seeded, unseeded and partial resets, compared bit for bit.
 3. No masked memory operation in any compiled kernel's optimised IR: stores under a condition
    are what LLVM miscompiled, so the kernels are written without them and this keeps it so.
+
+gymnasium's side of part 2 is the same whatever numba compiles for, so ``--all-targets`` runs it
+once (``record_reference``, in a process of its own) and each target's process plays that
+recording back against its kernels (``Replay``: every call's seed, options and actions must be
+the recorded ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import pickle
 import platform
 import re
 import subprocess
@@ -211,6 +218,10 @@ def _single_env_stack(env_id: str, **env_kwargs):
     return make
 
 
+def _minatar_case(env_id: str, **kwargs) -> "Case":
+    return Case(env_id, make_ref=_single_env_stack(env_id), ref_compiled=True, **_MINATAR_RUN, **kwargs)
+
+
 @dataclass(frozen=True)
 class Case:
     """One kernel's side-by-side check: which gymnasium env is the truth, and the reset
@@ -224,6 +235,9 @@ class Case:
     env_kwargs: dict = field(default_factory=dict)
     sizes: tuple[int, ...] | None = None
     """``num_envs`` values to run (default: all of ``check_here``'s sizes)."""
+    ref_compiled: bool = False
+    """The reference is fastsample's own kernels (``SingleEnvStack``), compiled for the target
+    under test: it runs in each target's process and is never recorded (``record_reference``)."""
 
 
 def _frozen_lake(num_envs: int, mode: str, max_episode_steps: int):
@@ -250,35 +264,160 @@ CASES = (
     # Their loops draw random numbers (sticky actions) and are not vectorised; the IR check
     # covers them at any size, so they run shorter, at 1 and 33 envs (compiling five games is
     # most of what they add to a check).
-    Case("MinAtar-Breakout-v1", make_ref=_single_env_stack("MinAtar-Breakout-v1"), max_episode_steps=12,
-         **_MINATAR_RUN),
+    _minatar_case("MinAtar-Breakout-v1", max_episode_steps=12),
     # Freeway ends only after 2501 steps: truncations only
-    Case("MinAtar-Freeway-v1", make_ref=_single_env_stack("MinAtar-Freeway-v1"), **_MINATAR_RUN),
-    Case("MinAtar-SpaceInvaders-v1", make_ref=_single_env_stack("MinAtar-SpaceInvaders-v1"),
-         max_episode_steps=18, **_MINATAR_RUN),
-    Case("MinAtar-Asterix-v1", make_ref=_single_env_stack("MinAtar-Asterix-v1"), max_episode_steps=18, **_MINATAR_RUN),
-    Case("MinAtar-Seaquest-v1", make_ref=_single_env_stack("MinAtar-Seaquest-v1"), max_episode_steps=18, **_MINATAR_RUN),
+    _minatar_case("MinAtar-Freeway-v1"),
+    _minatar_case("MinAtar-SpaceInvaders-v1", max_episode_steps=18),
+    _minatar_case("MinAtar-Asterix-v1", max_episode_steps=18),
+    _minatar_case("MinAtar-Seaquest-v1", max_episode_steps=18),
 )
 
 
-def run_case(case: Case, num_envs: int, mode: str, seed: int = 0) -> dict:
-    """``case`` side by side with its gymnasium env; raises ``AssertionError`` on a difference."""
+def _make_ref(case: Case, num_envs: int, mode: str):
+    if case.make_ref is not None:
+        return case.make_ref(num_envs, mode, case.max_episode_steps)
+    return gym.make_vec(case.env_id, num_envs, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode},
+                        max_episode_steps=case.max_episode_steps, **case.env_kwargs)
+
+
+def run_case(case: Case, num_envs: int, mode: str, seed: int = 0, reference: dict | None = None) -> dict:
+    """``case`` side by side with its gymnasium env; raises ``AssertionError`` on a difference.
+
+    ``reference``: ``record_reference``'s recordings; a case recorded there plays its gymnasium
+    run back (``Replay``) instead of stepping gymnasium again."""
     import fastsample
 
-    kwargs = dict(case.env_kwargs)
-    if case.make_ref is not None:
-        ref = case.make_ref(num_envs, mode, case.max_episode_steps)
+    key = (case.env_id, num_envs, mode)
+    if reference is not None and recordable(case):
+        assert key in reference, f"{key}: not in the recorded reference"
+        ref = Replay(reference[key], key)
     else:
-        ref = gym.make_vec(case.env_id, num_envs, vectorization_mode="sync",
-                           vector_kwargs={"autoreset_mode": mode}, max_episode_steps=case.max_episode_steps,
-                           **kwargs)
+        ref = _make_ref(case, num_envs, mode)
     ours = fastsample.make_vec(case.env_id, num_envs, autoreset_mode=mode,
-                               max_episode_steps=case.max_episode_steps, **kwargs)
+                               max_episode_steps=case.max_episode_steps, **case.env_kwargs)
     try:
-        return compare_runs(ref, ours, mode, case.steps, seed, reset_options=case.reset_options)
+        counts = compare_runs(ref, ours, mode, case.steps, seed, reset_options=case.reset_options)
+        if isinstance(ref, Replay):
+            ref.assert_finished()
+        return counts
     finally:
         ref.close()
         ours.close()
+
+
+# --- gymnasium's side, recorded once and played back in each target's process ----------------
+
+
+class _Recorder:
+    """A vector env that passes every call through to ``env`` and logs it with its result."""
+
+    def __init__(self, env):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.action_space = env.action_space
+        self.events: list[tuple] = []
+
+    def reset(self, *, seed=None, options=None):
+        out = self.env.reset(seed=seed, options=copy.deepcopy(options))
+        self.events.append(("reset", copy.deepcopy((seed, options)), copy.deepcopy(out)))
+        return out
+
+    def step(self, actions):
+        out = self.env.step(actions)
+        self.events.append(("step", np.array(actions, copy=True), copy.deepcopy(out)))
+        return out
+
+    def close(self):
+        self.env.close()
+
+
+class _Echo:
+    """The other side while recording: each call returns the result the recorder just logged
+    (``compare_runs`` calls the reference first), so the run takes the reference's path."""
+
+    def __init__(self, recorder: _Recorder):
+        self.recorder = recorder
+
+    def reset(self, **kwargs):
+        return copy.deepcopy(self.recorder.events[-1][2])
+
+    def step(self, actions):
+        return copy.deepcopy(self.recorder.events[-1][2])
+
+    def close(self):
+        pass
+
+
+class Replay:
+    """A recorded gymnasium run played back: each call must be the recorded one (the same seed and
+    options, the same actions) and returns the recorded result."""
+
+    def __init__(self, recording: dict, what=""):
+        self.num_envs = recording["num_envs"]
+        self.action_space = recording["action_space"]
+        self.events = recording["events"]
+        self.what = what
+        self.at = 0
+
+    def _next(self, kind: str, args):
+        assert self.at < len(self.events), f"{self.what}: call {self.at} ({kind}) past the end of the recording"
+        rec_kind, rec_args, out = self.events[self.at]
+        self.at += 1
+        assert rec_kind == kind and _same_args(rec_args, args), (
+            f"{self.what}: call {self.at - 1} is {kind}{args!r}, the recording's is {rec_kind}{rec_args!r}")
+        return copy.deepcopy(out)
+
+    def reset(self, *, seed=None, options=None):
+        return self._next("reset", (seed, options))
+
+    def step(self, actions):
+        return self._next("step", np.asarray(actions))
+
+    def assert_finished(self):
+        assert self.at == len(self.events), f"{self.what}: {len(self.events) - self.at} recorded calls never made"
+
+    def close(self):
+        pass
+
+
+def _same_args(a, b) -> bool:
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(_same_args(a[k], b[k]) for k in a))
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b)
+                and all(_same_args(x, y) for x, y in zip(a, b)))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+def recordable(case: Case) -> bool:
+    return not case.ref_compiled
+
+
+def record_reference(path: str, sizes=SIZES, modes=MODES, cases=CASES, seed: int = 0) -> dict:
+    """Run gymnasium's side of every case ``run_case`` would run (those whose reference is not
+    compiled by numba) and pickle the recordings to ``path``, for ``check_here(reference=path)``
+    in other processes. Returns ``{"runs": count, "seconds": ...}``."""
+    t0 = time.perf_counter()
+    runs = {}
+    for case in cases:
+        if not recordable(case):
+            continue
+        for mode in modes:
+            for n in sizes if case.sizes is None else [n for n in sizes if n in case.sizes]:
+                rec = _Recorder(_make_ref(case, n, mode))
+                try:
+                    compare_runs(rec, _Echo(rec), mode, case.steps, seed, reset_options=case.reset_options)
+                finally:
+                    rec.close()
+                runs[(case.env_id, n, mode)] = {"num_envs": rec.num_envs, "action_space": rec.action_space,
+                                                "events": rec.events}
+    with open(path, "wb") as f:
+        pickle.dump(runs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"runs": len(runs), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 # --- masked memory operations in the compiled kernels --------------------------------------
@@ -347,12 +486,19 @@ def _check_fast_tanh(sizes) -> list[str]:
     return wrong
 
 
-def check_here(sizes=SIZES, modes=MODES, cases=CASES) -> dict:
-    """Run the three checks with numba's current target; returns a JSON-able report."""
+def check_here(sizes=SIZES, modes=MODES, cases=CASES, reference: str | None = None) -> dict:
+    """Run the three checks with numba's current target; returns a JSON-able report.
+
+    ``reference``: a file of ``record_reference``'s, made with the same sizes, modes and cases:
+    gymnasium's side of each recorded case is played back from it instead of run again."""
     from envs_numba import core
 
-    report: dict[str, Any] = {"target": core.codegen_target(), "failures": [], "cases": 0}
+    report: dict[str, Any] = {"target": core.codegen_target(), "failures": [], "cases": 0, "replayed": 0}
     t0 = time.perf_counter()
+    recordings = None
+    if reference is not None:
+        with open(reference, "rb") as f:
+            recordings = pickle.load(f)
     try:
         core.self_check()
     except core.CodegenError as e:
@@ -363,8 +509,9 @@ def check_here(sizes=SIZES, modes=MODES, cases=CASES) -> dict:
         for mode in modes:
             for n in sizes if case.sizes is None else [n for n in sizes if n in case.sizes]:
                 report["cases"] += 1
+                report["replayed"] += recordings is not None and recordable(case)
                 try:
-                    counts = run_case(case, n, mode)
+                    counts = run_case(case, n, mode, reference=recordings)
                 except AssertionError as e:
                     report["failures"].append(f"{case.env_id} num_envs={n} {mode}: {e!r}")
                     continue
@@ -446,16 +593,34 @@ def run_target(name: str, env_vars: dict[str, str] | None, extra_args: list[str]
     return report
 
 
+def run_record(path: str, sizes=SIZES, timeout: float = 600) -> dict:
+    """``record_reference(path, sizes)`` in a fresh process; its summary (``{"runs", "seconds"}``),
+    or ``{"error": ...}``."""
+    cmd = [sys.executable, "-m", "fastsample.check", "--record", path, "--sizes", ",".join(map(str, sizes))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"the recording process exited with {proc.returncode}: {proc.stderr[-2000:]}"}
+
+
 def run_matrix(targets: dict[str, dict[str, str]] | None = None, extra_args: list[str] | None = None,
-               jobs: int | None = None) -> list[dict]:
-    """``run_target`` for every target, ``jobs`` at a time (default: one per core)."""
+               jobs: int | None = None, sizes=SIZES) -> list[dict]:
+    """``run_target`` for every target, ``jobs`` at a time (default: one per core), each playing
+    back one recording of gymnasium's side (``run_record``, made first)."""
     from concurrent.futures import ThreadPoolExecutor
 
     targets = targets or codegen_targets()
     jobs = jobs or max(1, len(os.sched_getaffinity(0)))
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(run_target, name, env, extra_args) for name, env in targets.items()]
-        return [f.result() for f in futures]
+    with tempfile.TemporaryDirectory(prefix="fastsample-reference-") as tmp:
+        path = os.path.join(tmp, "reference.pickle")
+        recorded = run_record(path, sizes)
+        if "error" in recorded:
+            return [{"name": "gymnasium reference", "env": None, "failures": [recorded["error"]]}]
+        extra_args = [*(extra_args or ["--in-process"]), "--reference", path]
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = [pool.submit(run_target, name, env, extra_args) for name, env in targets.items()]
+            return [f.result() for f in futures]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,13 +631,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated num_envs values (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the reports as one JSON line")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", help=argparse.SUPPRESS)  # with --in-process: record_reference's file
+    parser.add_argument("--record", help=argparse.SUPPRESS)  # record_reference to this file
     args = parser.parse_args(argv)
+    if args.record:  # the child of run_record
+        print(json.dumps(record_reference(args.record, args.sizes)))
+        return 0
     if args.in_process:  # the child of run_target
-        print(json.dumps(check_here(args.sizes)))
+        print(json.dumps(check_here(args.sizes, reference=args.reference)))
         return 0
     extra = ["--in-process", "--sizes", ",".join(map(str, args.sizes))]
     if args.all_targets:
-        reports = run_matrix(extra_args=extra)
+        reports = run_matrix(extra_args=extra, sizes=args.sizes)
     else:
         reports = [run_target("this machine", None, extra)]
     if args.json:

@@ -75,14 +75,18 @@ def leaked_shm(before: set[str], pids) -> set[str]:
 # that asks for any job runs every job that a selected test uses, one per core, longest first,
 # and keeps the results for the rest of the session.
 
-_JOBS: dict[str, tuple] = {}  # key -> (function, estimated seconds, (module, test function, params))
+_JOBS: dict[str, tuple] = {}  # key -> (function, estimated seconds, (module, test function, params), needs)
 _RESULTS: dict[str, object] = {}
+_TIMES: dict[str, tuple[float, float]] = {}  # key -> (start, end), time.monotonic(): for profiling the pool
 
 
-def register_job(key: str, fn, seconds: float, module: str, test: str, **params) -> None:
+def register_job(key: str, fn, seconds: float, module: str, test: str, needs: tuple[str, ...] = (),
+                 **params) -> None:
     """``fn()`` is the job ``key``, needed by ``module``'s ``test`` (for the items whose parameters
-    include ``params``); ``seconds`` (a rough estimate) orders the jobs, longest first."""
-    _JOBS[key] = (fn, seconds, (module, test, params))
+    include ``params``); ``seconds`` (a rough estimate) orders the jobs, longest first. With
+    ``needs`` (keys of other jobs), the job starts once those have finished and is called with
+    their results, ``fn(*results)``; one of them having raised is this job's error too."""
+    _JOBS[key] = (fn, seconds, (module, test, params), tuple(needs))
 
 
 def _wanted(item, used_by) -> bool:
@@ -95,30 +99,80 @@ def _wanted(item, used_by) -> bool:
     return all(callspec is not None and callspec.params.get(k) == v for k, v in params.items())
 
 
+def _critical_path(key: str, dependents: dict[str, list[str]]) -> float:
+    """``key``'s estimated seconds plus the longest chain of jobs that wait for it."""
+    return _JOBS[key][1] + max((_critical_path(d, dependents) for d in dependents.get(key, ())), default=0.0)
+
+
 def job_results(request, keys) -> dict[str, object]:
     """``{key: fn()}`` for ``keys``; on the first call that finds work to do, every registered job
-    some selected test of the session uses runs too, one per core (``os.sched_getaffinity``). A job that
-    raised re-raises here for each test that uses it."""
-    from concurrent.futures import ThreadPoolExecutor
+    some selected test of the session uses runs too (with the jobs they need), one per core
+    (``os.sched_getaffinity``): a free core takes the job with the longest estimated chain of work
+    ahead of it (its own seconds plus those of the jobs waiting for it) among those whose needs
+    are done. A job that raised re-raises here for each test that uses it."""
     import os
+    import threading
+    import time
 
     keys = list(keys)
     todo = set(k for k in keys if k not in _RESULTS)
     if todo:
         items = request.session.items
-        todo |= {k for k, (_, _, used_by) in _JOBS.items()
+        todo |= {k for k, (_, _, used_by, _) in _JOBS.items()
                  if k not in _RESULTS and any(_wanted(item, used_by) for item in items)}
-        order = sorted(todo, key=lambda k: -_JOBS[k][1])
+        stack = list(todo)
+        while stack:  # and what they need
+            for need in _JOBS[stack.pop()][3]:
+                if need not in _RESULTS and need not in todo:
+                    todo.add(need)
+                    stack.append(need)
+        dependents: dict[str, list[str]] = {}
+        for k in todo:
+            for need in _JOBS[k][3]:
+                dependents.setdefault(need, []).append(k)
+        pending = sorted(todo, key=lambda k: -_critical_path(k, dependents))
+        cond = threading.Condition()
 
         def run(key):
+            t0 = time.monotonic()
             try:
-                return _JOBS[key][0]()
+                return _run(key)
+            finally:
+                _TIMES[key] = (t0, time.monotonic())
+
+        def _run(key):
+            fn, _, _, needs = _JOBS[key]
+            failed = [n for n in needs if isinstance(_RESULTS[n], BaseException)]
+            if failed:
+                return RuntimeError(f"job {key} needs job {failed[0]}, which failed: {_RESULTS[failed[0]]!r}")
+            try:
+                return fn(*(_RESULTS[n] for n in needs))
             except Exception as e:  # kept, re-raised to the tests that use it
                 return e
 
-        with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
-            for key, result in zip(order, pool.map(run, order)):
-                _RESULTS[key] = result
+        def worker():
+            while True:
+                with cond:
+                    while True:
+                        if not pending:
+                            return
+                        ready = [k for k in pending if all(n in _RESULTS for n in _JOBS[k][3])]
+                        if ready:
+                            key = ready[0]
+                            pending.remove(key)
+                            break
+                        cond.wait()
+                result = run(key)
+                with cond:
+                    _RESULTS[key] = result
+                    cond.notify_all()
+
+        threads = [threading.Thread(target=worker, daemon=True)
+                   for _ in range(max(1, len(os.sched_getaffinity(0))))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     out = {}
     for k in keys:
         if isinstance(_RESULTS[k], BaseException):

@@ -7,13 +7,24 @@ own ``NUMBA_CACHE_DIR``: every kernel in every autoreset mode at num_envs 1, 31,
 and 257 side by side with gymnasium, the bookkeeping self-check, and no masked load or store
 in any kernel's optimised IR.
 
+gymnasium's side of those runs does not depend on the target: one process records it live, in
+this session, before the targets start (``check.run_record``), and each target's process plays it
+back against its kernels (``check.Replay``: the same seeds, options and actions, call by call),
+instead of stepping gymnasium seven times over (~12 s of CPU each). The MinAtar cases' reference
+is fastsample's own one-env runs, compiled for the target, and runs in each target's process.
+
 The target processes run one per core, together with the other modules' fresh-cache
 processes (``tests.support.job_results``): compiling from scratch is most of the time.
 """
 
+import atexit
 import functools
+import os
 import platform
+import shutil
+import tempfile
 
+import numpy as np
 import pytest
 
 from fastsample import check
@@ -21,10 +32,31 @@ from tests import support
 
 TARGETS = check.codegen_targets()
 
+REFERENCE = "codegen-matrix:gymnasium-reference"
+
+
+def _record_reference() -> dict:
+    """gymnasium's side of every recordable case, recorded by a fresh process into a file that
+    lives until the session ends; ``{"path", "runs", "seconds"}``."""
+    tmp = tempfile.mkdtemp(prefix="fastsample-reference-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    path = os.path.join(tmp, "reference.pickle")
+    summary = check.run_record(path)
+    if "error" in summary:
+        raise RuntimeError(f"recording gymnasium's side failed: {summary['error']}")
+    return {"path": path, **summary}
+
+
+def _run_target(name: str, env: dict, reference: dict) -> dict:
+    return check.run_target(name, env, ["--in-process", "--reference", reference["path"]])
+
+
+# ~14 s on one core here; every target waits for it
+support.register_job(REFERENCE, _record_reference, 14, __name__, "test_kernels_match_gymnasium_under_target")
 for _name, _env in TARGETS.items():
-    # a target's check compiles every kernel (~40 s on one core here)
-    support.register_job(f"codegen-matrix:{_name}", functools.partial(check.run_target, _name, _env), 40,
-                         __name__, "test_kernels_match_gymnasium_under_target", target=_name)
+    # a target's check compiles every kernel and runs the MinAtar references (~24 s on one core here)
+    support.register_job(f"codegen-matrix:{_name}", functools.partial(_run_target, _name, _env), 24,
+                         __name__, "test_kernels_match_gymnasium_under_target", needs=(REFERENCE,), target=_name)
 
 
 def test_matrix_covers_the_required_targets():
@@ -46,8 +78,62 @@ def test_kernels_match_gymnasium_under_target(request, target):
     failures = "\n".join(report["failures"][:20])
     assert not report["failures"], f"{target} ({report.get('target')}):\n{failures}"
     assert report["cases"] == sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES)
+    # gymnasium's side of every case with a gymnasium counterpart came from this session's recording
+    recorded = sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES if check.recordable(c))
+    assert recorded > 0 and report["replayed"] == recorded
+    assert support.job_results(request, [REFERENCE])[REFERENCE]["runs"] == recorded
     ends = report["episode_ends"]
     for case in check.CASES:  # the runs really ended episodes both ways
         assert ends[case.env_id]["truncated"] > 0, case.env_id
         if case.env_id not in ("Pendulum-v1", "MinAtar-Freeway-v1"):  # they never terminate early
             assert ends[case.env_id]["terminated"] > 0, case.env_id
+
+
+def test_replay_is_the_recorded_gymnasium_run_and_refuses_any_other(tmp_path):
+    """What a target's process compares against: a recording of gymnasium's run played back gives
+    the same comparison as gymnasium live, and a call that is not the recorded one (another seed,
+    other actions, a call too many or too few) or an env that differs fails."""
+    import gymnasium as gym
+    import fastsample
+
+    case = check.Case("CartPole-v1", max_episode_steps=25, steps=90)
+    path = str(tmp_path / "reference.pickle")
+    assert check.record_reference(path, sizes=(3,), cases=(case,))["runs"] == len(check.MODES)
+    import pickle
+
+    with open(path, "rb") as f:
+        recordings = pickle.load(f)
+    for mode in check.MODES:
+        live = check.run_case(case, 3, mode)
+        assert check.run_case(case, 3, mode, reference=recordings) == live
+        assert live["terminated"] > 0 and live["truncated"] > 0
+
+    def replay(mode="NextStep"):
+        return check.Replay(recordings[("CartPole-v1", 3, mode)], "CartPole-v1")
+
+    def ours(mode="NextStep"):
+        return fastsample.make_vec("CartPole-v1", 3, autoreset_mode=mode, max_episode_steps=25)
+
+    with pytest.raises(AssertionError, match="the recording's is reset"):
+        check.compare_runs(replay(), ours(), "NextStep", 90, seed=1)
+    with pytest.raises(AssertionError, match="the recording's is step"):
+        check.compare_runs(replay(), ours(), "NextStep", 90, action_seed=2)
+    full = replay()
+    check.compare_runs(full, ours(), "NextStep", 90)
+    full.assert_finished()
+    with pytest.raises(AssertionError, match="past the end of the recording"):
+        full.step(np.zeros(3, np.int64))
+    short = replay()
+    short.reset(seed=0)
+    with pytest.raises(AssertionError, match="recorded calls never made"):
+        short.assert_finished()
+    # an env whose bits differ from the recording's (another time limit)
+    other = fastsample.make_vec("CartPole-v1", 3, autoreset_mode="NextStep", max_episode_steps=24)
+    with pytest.raises(AssertionError, match=r"step \d+: truncations"):
+        check.compare_runs(replay(), other, "NextStep", 90)
+    # the recording is gymnasium's: the same run against gymnasium live passes
+    ref = gym.make_vec("CartPole-v1", 3, vectorization_mode="sync", vector_kwargs={"autoreset_mode": "NextStep"},
+                       max_episode_steps=25)
+    rep = replay()
+    check.compare_runs(rep, ref, "NextStep", 90)
+    rep.assert_finished()
