@@ -39,33 +39,55 @@ def held_actions(num_envs: int, seed: int, hold: int = 4):
 
 class Terminations:
     """Counts the terminations our env reports inside ``run_side_by_side`` (which asserts
-    them equal to gymnasium's every step) by wrapping ``fastsample.make_vec``."""
+    them equal to gymnasium's every step) by wrapping ``fastsample.make_vec``; ``obs`` is the
+    last observation our env returned (equal to gymnasium's, asserted at every call)."""
 
     def __init__(self, monkeypatch):
         self.count = 0
+        self.obs = None
         real_make_vec = fastsample.make_vec
 
         def make_vec(*args, **kwargs):
             env = real_make_vec(*args, **kwargs)
-            real_step = env.step
+            real_step, real_reset = env.step, env.reset
 
             def step(actions):
                 out = real_step(actions)
                 self.count += int(out[2].sum())
+                self.obs = out[0].copy()
                 return out
 
-            env.step = step
+            def reset(*a, **k):
+                out = real_reset(*a, **k)
+                self.obs = out[0].copy()
+                return out
+
+            env.step, env.reset = step, reset
             return env
 
         monkeypatch.setattr(support.fastsample, "make_vec", make_vec)
 
 
+def pumping_actions(terms: Terminations, num_envs: int, seed: int):
+    """Closed loop on the last observation: full torque along the second joint's velocity pumps
+    energy in and swings the tip up within ~100 steps; each env takes a random action with
+    probability 0.2 (torque 0 among them)."""
+    rng = np.random.default_rng(seed)
+
+    def sample():
+        actions = np.where(terms.obs[:, 5] > 0, 2, 0).astype(np.int64)
+        rand = rng.random(num_envs) < 0.2
+        actions[rand] = rng.integers(0, 3, int(rand.sum()))
+        return actions
+
+    return sample
+
+
 @pytest.mark.platform_sensitive
 @pytest.mark.parametrize("mode", MODES)
-# 33 envs: one past a 32-env vector boundary (gymnasium's Python RK4 made 64 envs cost ~30 s a
-# mode; the codegen matrix runs 64 and 257)
-@pytest.mark.parametrize("num_envs", [1, 7, 33])
+@pytest.mark.parametrize("num_envs", [1, 7])
 def test_acrobot_bit_identical(num_envs, mode, monkeypatch):
+    """Long runs at gymnasium's own 500-step limit."""
     terms = Terminations(monkeypatch)
     counts = run_side_by_side(
         ENV_ID, num_envs, mode, steps=10_000, seed=123, sample_actions=held_actions(num_envs, seed=num_envs)
@@ -73,6 +95,21 @@ def test_acrobot_bit_identical(num_envs, mode, monkeypatch):
     assert counts["finished"] >= 10 * num_envs  # many autoresets happened (partial resets cut some)
     assert terms.count >= 5 * num_envs  # ... many of them after reaching the goal
     assert counts["finished"] > terms.count  # ... and many after the 500-step limit
+
+
+@pytest.mark.platform_sensitive
+@pytest.mark.parametrize("mode", MODES)
+def test_acrobot_bit_identical_33_envs(mode, monkeypatch):
+    """33 envs: one past a 32-env vector boundary (a full vector and a partial tail). Episodes
+    end often -- a 100-step limit on both sides and energy-pumping actions -- so 1,500 steps give
+    as many autoresets (each with its float32 reset observation) as 10,000 steps at 500 would,
+    at a fraction of gymnasium's Python RK4 time (the codegen matrix runs 64 and 257)."""
+    terms = Terminations(monkeypatch)
+    counts = run_side_by_side(ENV_ID, 33, mode, steps=1_500, seed=123, max_episode_steps=100,
+                              sample_actions=pumping_actions(terms, 33, seed=33))
+    assert counts["finished"] >= 10 * 33  # many autoresets happened (partial resets cut some)
+    assert terms.count >= 5 * 33  # ... many of them after reaching the goal
+    assert counts["finished"] - terms.count >= 5 * 33  # ... and many after the 100-step limit
 
 
 @pytest.mark.platform_sensitive
