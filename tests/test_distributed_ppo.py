@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,12 +101,11 @@ def test_torchrun_two_ranks_async_mode(tmp_path):
     assert summary["solved"], summary
 
 
-def test_resume_on_another_world_size(tmp_path):
+def test_resume_on_another_world_size(two_node_run, tmp_path):
+    # the 2-rank run of test_two_nodes_on_localhost_over_c10d_rendezvous (a copy of its run dir)
+    assert [code for code, _ in two_node_run["outs"]] == [0, 0], "the 2-rank run to resume failed"
     run_dir = tmp_path / "run"
-    first = subprocess.run(_train("--env", "CartPole-v1", "--run-dir", str(run_dir), "--total-steps", "8192",
-                                  "--no-stop-when-solved"), cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                           timeout=300)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    shutil.copytree(two_node_run["run_dir"], run_dir)
     other = subprocess.run(_train("--resume", str(run_dir), "--total-steps", "24576", nproc=1), cwd=tmp_path,
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
@@ -130,13 +130,22 @@ def _two_nodes(tmp_path, per_node_args: list[tuple[str, ...]], timeout: float = 
     return outs
 
 
-def test_two_nodes_on_localhost_over_c10d_rendezvous(tmp_path):
+@pytest.fixture(scope="module")
+def two_node_run(tmp_path_factory) -> dict:
+    """Two 1-rank "nodes" over c10d rendezvous on localhost, 8192 steps: its exit codes and outputs,
+    the run dir and the summary it wrote (test_resume_on_another_world_size resumes a copy)."""
+    tmp_path = tmp_path_factory.mktemp("two-nodes")
     run_dir = tmp_path / "run"
-    args = ("--env", "CartPole-v1", "--run-dir", str(run_dir), "--total-steps", "8192")
+    args = ("--env", "CartPole-v1", "--run-dir", str(run_dir), "--total-steps", "8192", "--no-stop-when-solved")
     outs = _two_nodes(tmp_path, [args, args])
-    for code, out in outs:
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else None
+    return {"outs": outs, "run_dir": run_dir, "summary": summary}
+
+
+def test_two_nodes_on_localhost_over_c10d_rendezvous(two_node_run):
+    for code, out in two_node_run["outs"]:
         assert code == 0, out[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = two_node_run["summary"]
     assert summary["world_size"] == 2 and summary["steps"] >= 8192
 
 
