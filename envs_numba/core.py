@@ -79,6 +79,12 @@ class EnvKernel:
     fix_reset_obs: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None
     """Optional Python hook ``(state, obs, mask)`` run after every reset kernel call, for
     the rare observation that only NumPy itself computes bit-exactly (Acrobot)."""
+    observe: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None = None
+    """Optional ``@njit`` ``observe(mask, state, params, obs)``: write the observations of the
+    envs in ``mask`` from their state alone, exactly what their last step or reset wrote. With
+    it, ``copy=True`` keeps no private copy of the latest observations (a copy per step, most of
+    ``copy=True``'s cost for large observations): a reset of some envs rebuilds the others'.
+    Only for families whose observation is a function of the state (not Acrobot's reset)."""
     extra: dict = field(default_factory=dict)
     """Anything family-specific (documentation, constants)."""
 

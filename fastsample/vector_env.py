@@ -165,8 +165,12 @@ class NumbaVectorEnv(VectorEnv):
         self._obs, self._rewards, self._terminated, self._truncated = slots[0]
         # copy=True hands the result arrays themselves to the caller, who may change them (in
         # place normalisation): a reset of some envs takes the others' observations from this
-        # private copy of the latest ones, which nobody outside ever holds
-        self._true_obs = np.zeros_like(self._obs) if self.copy else None
+        # private copy of the latest ones, which nobody outside ever holds, or rebuilds them
+        # from the state where the kernel can (kernel.observe: no copy per step)
+        self._observe = kernel.observe
+        self._true_obs = np.zeros_like(self._obs) if self.copy and self._observe is None else None
+        # for the engine's slice server: the latest observations on demand (see below)
+        self.write_true_observations = self._write_true_observations if self._observe is not None else None
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._pending = np.zeros(n, dtype=np.bool_)  # finished, reset at the next step (NEXT_STEP)
         self._step_mask = np.zeros(n, dtype=np.bool_)
@@ -231,7 +235,10 @@ class NumbaVectorEnv(VectorEnv):
             # free slot, where envs outside reset_mask keep their true last observations
             current = (self._rewards, self._terminated, self._truncated)
             self._take_free_slot()
-            np.copyto(self._obs, self._true_obs)
+            if self._true_obs is not None:
+                np.copyto(self._obs, self._true_obs)
+            elif self._has_reset:
+                self._observe(self._all, self._state, self._params, self._obs)
             for dst, src in zip((self._rewards, self._terminated, self._truncated), current):
                 np.copyto(dst, src)
             del current
@@ -341,6 +348,16 @@ class NumbaVectorEnv(VectorEnv):
         if self._render_env is not None:
             self._render_env.close()
             self._render_env = None
+
+    def _write_true_observations(self, out: np.ndarray) -> bool:
+        """Write every env's latest observation (what its last step or reset returned) into
+        ``out``, rebuilt from the state by ``kernel.observe``; False, writing nothing, before the
+        first reset. The engine's slice server calls it for a reset of some envs instead of
+        copying the observations after every step."""
+        if not self._has_reset:
+            return False
+        self._observe(self._all, self._state, self._params, out)
+        return True
 
     def bind_output_buffers(self, obs: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
                             truncated: np.ndarray, actions: np.ndarray | None = None) -> None:

@@ -1,6 +1,6 @@
 """The MinAtar kernels over K worker processes (bool observations in shared memory) return
 exactly what the in-process env returns, in every autoreset mode; and every observation is a
-function of the env's state (``kernel.extra["observe"]`` rebuilds it)."""
+function of the env's state (``kernel.observe`` rebuilds it)."""
 
 import numpy as np
 import pytest
@@ -28,11 +28,11 @@ def test_workers_equal_in_process(env_id, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("env_id", IDS)
 def test_observation_is_a_function_of_the_state(env_id, mode):
-    """``kernel.extra["observe"]`` rebuilds, from the state alone, exactly the observations that
+    """``kernel.observe`` rebuilds, from the state alone, exactly the observations that
     every reset and step returned (autoresets and time limits included), into a buffer of
     garbage: what a vector env needs to rebuild observations instead of copying them."""
     env = fastsample.make_vec(env_id, 9, autoreset_mode=mode, max_episode_steps=25, copy=False)
-    observe = env.kernel.extra["observe"]
+    observe = env.kernel.observe
     rng = np.random.default_rng(3)
     everyone = np.ones(9, dtype=np.bool_)
     try:

@@ -198,11 +198,12 @@ def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int
     state, obs)`` (env ``i``'s observation from its state) draws ``render_mode="rgb_array"``
     frames.
 
-    ``extra["observe"]`` is ``observe(mask, state, params, obs)``, a batched ``@njit`` kernel
-    that rewrites the observation of every env in ``mask`` from its state column alone: a
-    MinAtar observation is a function of the state (``tests/test_minatar_engine.py`` checks it
-    after every step and reset), so a vector env can rebuild the observations of envs it did
-    not step instead of keeping a private copy of the latest ones."""
+    ``observe(mask, state, params, obs)`` (the kernel protocol's optional ``observe``) is a
+    batched ``@njit`` kernel that rewrites the observation of every env in ``mask`` from its
+    state column alone: a MinAtar observation is a function of the state
+    (``tests/test_minatar_engine.py`` checks it after every step and reset), so a vector env
+    rebuilds the observations of envs it did not step instead of keeping a private copy of the
+    latest ones."""
     def kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
         env_id = f"MinAtar-{name}-{version}"
         return EnvKernel(
@@ -216,8 +217,9 @@ def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int
             make_params=lambda **kw: make_params_for(env_id, action_set, kw),
             render_rgb=make_render(write_obs, len(channels)),
             render_fps=15,
+            observe=observe,
             extra={"game": game, "channels": channels, "action_set": action_set,
-                   "reset_env": reset_env, "step_env": step_env, "observe": observe},
+                   "reset_env": reset_env, "step_env": step_env},
         )
 
     return kernel("v1", minimal_actions), kernel("v0", FULL_ACTION_SET)
