@@ -310,6 +310,8 @@ def describe(value: Any) -> str:
     if isinstance(value, dict) and "points" in value:  # bench/minatar_train.py
         d = value["summary"]
         return f"{d.get('steps', 0):,} steps, final greedy return {d.get('eval_return') or float('nan'):.1f}"
+    if isinstance(value, dict) and "ratios" in value:  # bench/basics.py: paired rounds
+        return f"median ratio {value['ratio']:.2f}x over {len(value['ratios'])} rounds"
     if isinstance(value, dict) and "gpu_recorded" in value:  # bench/gpu.py
         return f"recorded {value['gpu_recorded'].get('recorded')} on {value['gpu_recorded'].get('machine', {}).get('gpu')}"
     if isinstance(value, dict) and "by_ranks" in value:  # bench/distributed.py

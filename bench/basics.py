@@ -16,6 +16,8 @@ every env in a worker process (``inline=False``, AsyncVectorEnv's isolation), an
 
 from __future__ import annotations
 
+import time
+
 import gymnasium as gym
 
 from bench import peers, training
@@ -78,6 +80,53 @@ def python_process_default(ctx, **kwargs) -> Measurement:
     return ctx.cached(("py-process-default", s.small_n, tuple(sorted(kwargs.items()))), name, make)
 
 
+def python_process_vs_sync_paired(ctx, rounds: int = 15) -> dict:
+    """ProcessVectorEnv (its defaults) against SyncVectorEnv over the peers' Python CartPoles,
+    paired: both built once, then ``rounds`` rounds that time one and then the other for about
+    ``min_time`` each, so both see the same load; the median of the rounds' ratios. Both need
+    the same cores (ProcessVectorEnv both, Sync one), so on a shared machine unpaired medians
+    taken minutes apart can differ by the load alone. ``{"ratio", "ratios", "process", "sync"}``
+    (the last two: the rounds' steps/s)."""
+    import statistics
+
+    import gymnasium as gym
+    from fastsample import ProcessVectorEnv
+
+    s = ctx.settings
+    n = s.small_n
+    pool = peers._actions(n)
+    envs = {"process": ProcessVectorEnv(peers._python_fns(n)),
+            "sync": gym.vector.SyncVectorEnv(peers._python_fns(n))}
+    try:
+        calls = {}
+        for name, env in envs.items():
+            env.reset(seed=0)
+            step = env.step
+            for j in range(50):  # warm-up
+                step(pool[j % len(pool)])
+            k, dt = 16, 0.0
+            while dt < s.min_time / 4:
+                t0 = time.perf_counter()
+                for j in range(k):
+                    step(pool[j % len(pool)])
+                dt = time.perf_counter() - t0
+                k *= 2
+            calls[name] = max(1, int(k / 2 * s.min_time / dt))
+        rates: dict[str, list[float]] = {"process": [], "sync": []}
+        for _ in range(rounds):
+            for name, env in envs.items():
+                step, k = env.step, calls[name]
+                t0 = time.perf_counter()
+                for j in range(k):
+                    step(pool[j % len(pool)])
+                rates[name].append(k * n / (time.perf_counter() - t0))
+        ratios = [p / q for p, q in zip(rates["process"], rates["sync"])]
+        return {"ratio": statistics.median(ratios), "ratios": ratios, **rates}
+    finally:
+        for env in envs.values():
+            env.close()
+
+
 def tasks(ctx) -> list[tuple[str, str, object]]:
     """``(key, label, fn)`` for every measurement of this section, in run order."""
     s = ctx.settings
@@ -113,6 +162,8 @@ def tasks(ctx) -> list[tuple[str, str, object]]:
          lambda: python_process_default(ctx, inline=False)),
         ("engine.py_process_inline", f"engine: ProcessVectorEnv inline=True, {s.small_n} Python envs",
          lambda: peers.python_process_inline(ctx)),
+        ("engine.py_paired", f"engine: ProcessVectorEnv defaults vs SyncVectorEnv, paired rounds, {s.small_n} Python envs",
+         lambda: python_process_vs_sync_paired(ctx, rounds=5 if s.quick else 15)),
         ("engine.py_async", f"engine: AsyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_async(ctx)),
         ("engine.py_sync", f"engine: SyncVectorEnv, {s.small_n} Python envs", lambda: peers.python_sync(ctx)),
         ("training.ppo_large", "PPO throughput: CleanRL network, 4096 envs x 16 steps, 4 epochs",

@@ -456,6 +456,15 @@ class Report:
                 rows.append([f"{what} vs SyncVectorEnv",
                              _cells(eng["py_process"])[0], _cells(eng["py_sync"])[0],
                              _ratio(eng["py_process"], eng["py_sync"])])
+                paired = g("engine", "py_paired")
+                if isinstance(paired, dict) and "ratio" in paired:
+                    import statistics
+
+                    rows.append([f"{what} vs SyncVectorEnv, paired: {len(paired['ratios'])} alternating rounds in one "
+                                 f"process, median of the rounds' ratios (min {min(paired['ratios']):.2f}x, max "
+                                 f"{max(paired['ratios']):.2f}x)",
+                                 fmt_rate(statistics.median(paired["process"])),
+                                 fmt_rate(statistics.median(paired["sync"])), f"{paired['ratio']:.2f}x"])
                 for key, what in (("py_process_inline", f"{s.small_n} Python CartPole envs: ProcessVectorEnv "
                                                          f"inline=True ({s.workers} slices: the caller steps one)"),
                                   ("py_process_workers", f"{s.small_n} Python CartPole envs: ProcessVectorEnv "
