@@ -67,32 +67,64 @@ INIT_SPAWN_SPEED = 10
 INIT_MOVE_INTERVAL = 5
 N_SLOTS = 8  # one entity per row 1..8
 
-# state rows; entity slot k lives in row k + 1
-(S_PX, S_PY, S_SPAWN_SPEED, S_SPAWN_TIMER, S_MOVE_SPEED, S_MOVE_TIMER, S_RAMP_TIMER, S_RAMP,
- S_LAST_ACTION) = range(9)
-# slot k: one row, 0 when empty, else 1 | right << 1 | gold << 2 | column << 3 (``right``: it
-# moves right, having entered on the left; ``gold``: gold, else an enemy). One row per slot
-# instead of four: the observation reads 8 state rows per env, not 32.
-S_SLOT = 9
-STATE_DIM = S_SLOT + N_SLOTS
-ALIVE, RIGHT, GOLD, X_SHIFT = 1, 2, 4, 3
+# state rows
+(S_POS, S_SPAWN_SPEED, S_SPAWN_TIMER, S_MOVE_SPEED, S_MOVE_TIMER, S_RAMP_TIMER, S_RAMP,
+ S_LAST_ACTION, S_SLOTS) = range(9)
+STATE_DIM = 9
+# S_POS: the player's cell, row * 10 + column
+# S_SLOTS: the 8 entity slots packed in one integer (< 2**48, exact in a float64), slot k in
+# bits 6k..6k+5: bits 0-3 the column plus one (0: the slot is empty, and then so is the whole
+# lane), bit 4 set when it moves right (it entered on the left), bit 5 when it is gold.
+LANE = 6
+X_BITS, RIGHT, GOLD = 15, 16, 32
+L1 = np.uint64(sum(1 << (LANE * k) for k in range(N_SLOTS)))  # bit 0 of every lane
+LX = np.uint64(int(L1) * X_BITS)  # the column field of every lane
+L11 = np.uint64(int(L1) * 11)
+# uint64 constants: numba turns an operation of a uint64 and an int64 into float64
+U4, U0, U_LANE_MASK, U_X_BITS, U_GOLD = np.uint64(4), np.uint64(0), np.uint64(63), np.uint64(X_BITS), np.uint64(GOLD)
+U_TOP = np.uint64(LANE * (N_SLOTS - 1))  # the last lane's offset
+ROW_BYTES = 10 * N_CH
 
 
-def _slot_tables():
-    """Per slot code (0..127): the offset in its row of the entity's cell (channel 3 for gold,
-    1 for an enemy; cell 0, channel 1 for an empty slot, which stores False there), of its
-    trail's cell (clamped to the screen), and whether the trail shows."""
-    entity, trail, shown = [], [], []
-    for code in range(128):
-        x = code >> X_SHIFT
-        back = x - 1 if code & RIGHT else x + 1
-        entity.append(x * N_CH + (3 if code & GOLD else 1))
-        trail.append(min(max(back, 0), 9) * N_CH + 2)
-        shown.append(bool(code & ALIVE) and 0 <= back <= 9)
-    return (np.array(entity, dtype=np.uint64), np.array(trail, dtype=np.uint64), np.array(shown, dtype=np.bool_))
+@njit(cache=True, _nrt=False, inline="always")
+def _nonzero_x(v):
+    """Bit 0 of each lane set where the lane's column field is not 0 (the field is 4 bits:
+    adding 15 carries into bit 4 when it is not 0, and never out of the lane)."""
+    return (((v & LX) + LX) >> U4) & L1
 
 
-ENTITY_CELL, TRAIL_CELL, TRAIL_SHOWN = _slot_tables()
+def _row_table():
+    """Per lane value (0..63): the 40 bytes of its slot's observation row, without the player
+    (all False for an empty slot): the entity's cell (channel 3 for gold, 1 for an enemy) and
+    its trail's cell, the one it came from, when on the screen."""
+    rows = np.zeros((64, 10, N_CH), dtype=np.uint8)
+    for code in range(64):
+        f = code & X_BITS
+        if 1 <= f <= 10:  # f > 10 never occurs
+            x = f - 1
+            rows[code, x, 3 if code & GOLD else 1] = 1
+            back = x - 1 if code & RIGHT else x + 1
+            if 0 <= back <= 9:
+                rows[code, back, 2] = 1
+    return rows.reshape(-1)
+
+
+ROW_OBS = _row_table()
+
+
+def _move_tables():
+    """Per (minatar action, cell): the player's next cell, clamped to rows 1..8 and columns
+    0..9; per cell: the column plus one, and the bit offset of its row's slot lane."""
+    nxt = np.zeros(6 * 100, dtype=np.int64)
+    for a in range(6):
+        for pos in range(100):
+            y, x = divmod(pos, 10)
+            nxt[a * 100 + pos] = min(max(y + C.MOVE_Y[a], 1), 8) * 10 + min(max(x + C.MOVE_X[a], 0), 9)
+    pos = np.arange(100)
+    return nxt, (pos % 10 + 1).astype(np.uint64), (LANE * np.maximum(pos // 10 - 1, 0)).astype(np.uint64)
+
+
+NEXT_POS, TARGET_X, LANE_SHIFT = _move_tables()
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -100,84 +132,85 @@ def _write_obs(i, state, obs):
     # Indices into obs are unsigned: numba wraps a negative signed index around, a compare and
     # select per store that LLVM cannot drop for an index computed from the state.
     base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
-    C.clear_obs(obs, base, OBS_SIZE)
-    obs[base + np.uint64((np.int64(state[S_PY, i]) * 10 + np.int64(state[S_PX, i])) * N_CH)] = True
-    # Every slot stores its two cells whether it is taken or not (an empty slot stores False
-    # into cleared cells): no branch on which slots are taken, which is random. Only slot k
-    # writes channels 1 to 3 of its row k + 1, so a False never hides another entity's True.
+    C.clear_obs(obs, base, ROW_BYTES)  # rows 0 and 9 hold no entity
+    C.clear_obs(obs, base + np.uint64(9 * ROW_BYTES), ROW_BYTES)
+    # rows 1..8: slot k's row, copied whole from the table of its lane's value (an empty
+    # slot's row is all False): no branch on which slots are taken, which is random
+    v = np.uint64(np.int64(state[S_SLOTS, i]))
+    bytes_ = obs.view(np.uint8)  # plain byte copies (a bool is loaded as a compare with 0)
     for k in range(N_SLOTS):
-        code = np.uint64(state[S_SLOT + k, i])
-        row = base + np.uint64((k + 1) * 10 * N_CH)
-        obs[row + ENTITY_CELL[code]] = (code & np.uint64(ALIVE)) != 0
-        obs[row + TRAIL_CELL[code]] = TRAIL_SHOWN[code]
+        src = ((v >> np.uint64(LANE * k)) & U_LANE_MASK) * np.uint64(ROW_BYTES)
+        row = base + np.uint64((k + 1) * ROW_BYTES)
+        for b in range(np.uint64(ROW_BYTES)):
+            bytes_[row + b] = ROW_OBS[src + b]
+    obs[base + np.uint64(np.int64(state[S_POS, i]) * N_CH)] = True  # channel 0, set by no slot
 
 
 @njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
-    state[S_PX, i] = 5
-    state[S_PY, i] = 5
+    state[S_POS, i] = 55
     state[S_SPAWN_SPEED, i] = INIT_SPAWN_SPEED
     state[S_SPAWN_TIMER, i] = INIT_SPAWN_SPEED
     state[S_MOVE_SPEED, i] = INIT_MOVE_INTERVAL
     state[S_MOVE_TIMER, i] = INIT_MOVE_INTERVAL
     state[S_RAMP_TIMER, i] = RAMP_INTERVAL
     state[S_RAMP, i] = 0
-    for k in range(N_SLOTS):
-        state[S_SLOT + k, i] = 0
+    state[S_SLOTS, i] = 0
     _write_obs(i, state, obs)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
-    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    # sticky action (as C.sticky_action) with a select, not a branch, on the draw
+    mapped = np.int64(params[C.P_ACTION_MAP + action])
+    last = np.int64(state[S_LAST_ACTION, i])
+    a = last if C.draw_double(rng, i, tape) < params[C.P_STICKY] else mapped
+    state[S_LAST_ACTION, i] = a
+    v = np.uint64(np.int64(state[S_SLOTS, i]))
     spawn_timer = np.int64(state[S_SPAWN_TIMER, i])
     spawn_speed = np.int64(state[S_SPAWN_SPEED, i])
     if spawn_timer == 0:
         right = C.draw_double(rng, i, tape) < 0.5
         gold = C.draw_double(rng, i, tape) < 1.0 / 3.0
-        free = 0
-        for k in range(N_SLOTS):
-            free += state[S_SLOT + k, i] == 0.0
+        free_bits = L1 & ~_nonzero_x(v)
+        free = np.int64(((free_bits * L1) >> U_TOP) & U_LANE_MASK)
         if free > 0:
             pick = C.draw_int(rng, i, free, tape)
-            for k in range(N_SLOTS):  # the pick-th free slot
-                if state[S_SLOT + k, i] == 0.0:
-                    if pick == 0:
-                        state[S_SLOT + k, i] = ALIVE | (RIGHT if right else 0) | (GOLD if gold else 0) | (
-                            (0 if right else 9) << X_SHIFT)
-                        break
-                    pick -= 1
+            # the pick-th free slot: the free lane whose count of free lanes up to it is pick + 1
+            prefix = (free_bits * L1) ^ (np.uint64(pick + 1) * L1)
+            chosen = free_bits & ~_nonzero_x(prefix)
+            lane = (RIGHT | 1 if right else 10) | (GOLD if gold else 0)
+            v |= chosen * np.uint64(lane)
         spawn_timer = spawn_speed
-    px = np.int64(state[S_PX, i])
-    py = np.int64(state[S_PY, i])
-    # table lookups and clamps, not a branch on the action (random for random agents)
-    px = min(max(px + C.MOVE_X[a], 0), 9)
-    py = min(max(py + C.MOVE_Y[a], 1), 8)
-    reward = 0.0
-    terminal = False
-    k = py - 1  # the player's row (1..8) holds slot py - 1 only
-    code = np.int64(state[S_SLOT + k, i])
-    if (code & ALIVE) and (code >> X_SHIFT) == px:
-        if code & GOLD:
-            state[S_SLOT + k, i] = 0
-            reward += 1.0
-        else:
-            terminal = True
+    # a table lookup, not a branch on the action (random for random agents)
+    pos = NEXT_POS[a * 100 + np.int64(state[S_POS, i])]
+    shift = LANE_SHIFT[pos]  # the player's row (1..8) holds slot row - 1 only
+    target = TARGET_X[pos]
+    lane_bits = U_LANE_MASK << shift
+    # selects, not branches: the lane is random
+    lane = (v >> shift) & U_LANE_MASK
+    hit = (lane & U_X_BITS) == target
+    take = hit & ((lane & U_GOLD) != U0)
+    v &= ~(lane_bits * np.uint64(take))  # arithmetic, not a select (LLVM makes it a branch)
+    reward = 1.0 if take else 0.0
+    terminal = hit & (not take)
     move_timer = np.int64(state[S_MOVE_TIMER, i])
     move_speed = np.int64(state[S_MOVE_SPEED, i])
     if move_timer == 0:
         move_timer = move_speed
-        for k in range(N_SLOTS):  # selects, not branches: which slots are taken is random
-            code = np.int64(state[S_SLOT + k, i])
-            alive = (code & ALIVE) != 0
-            gold = (code & GOLD) != 0
-            x = (code >> X_SHIFT) + (code & RIGHT) - 1  # one cell right or left (-1 when empty)
-            stays = alive & (0 <= x) & (x <= 9)  # an entity leaving the screen is gone
-            hit = stays & (x == px) & (k + 1 == py)
-            keep = stays & (not (hit & gold))
-            state[S_SLOT + k, i] = ((code & (ALIVE | RIGHT | GOLD)) | (x << X_SHIFT)) if keep else 0
-            reward += 1.0 if hit & gold else 0.0
-            terminal |= hit & (not gold)
+        # every lane at once: one column right or left, and gone off the screen
+        alive = _nonzero_x(v)
+        right_bits = (v >> U4) & L1
+        v = v + right_bits - (alive ^ right_bits)
+        keep = _nonzero_x(v) & _nonzero_x((v & LX) ^ L11)
+        v &= keep * U_LANE_MASK
+        lane = (v >> shift) & U_LANE_MASK
+        hit = (lane & U_X_BITS) == target
+        take = hit & ((lane & U_GOLD) != U0)
+        v &= ~(lane_bits * np.uint64(take))
+        reward += 1.0 if take else 0.0
+        terminal |= hit & (not take)
+    state[S_SLOTS, i] = np.int64(v)
     spawn_timer -= 1
     move_timer -= 1
     if params[C.P_RAMPING] != 0.0 and (spawn_speed > 1 or move_speed > 1):
@@ -196,8 +229,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_SPAWN_SPEED, i] = spawn_speed
     state[S_MOVE_TIMER, i] = move_timer
     state[S_MOVE_SPEED, i] = move_speed
-    state[S_PX, i] = px
-    state[S_PY, i] = py
+    state[S_POS, i] = pos
     _write_obs(i, state, obs)
     return reward, terminal
 
