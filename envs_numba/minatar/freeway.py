@@ -57,12 +57,46 @@ PLAYER_SPEED = 3
 TIME_LIMIT = 2500
 N_CARS = 8
 
-# state rows: the chicken's row and timers, then per car its column, timer and signed speed
-S_POS, S_MOVE_TIMER, S_TERM_TIMER, S_LAST_ACTION = range(4)
-S_CAR_X = 4
-S_CAR_TIMER = S_CAR_X + N_CARS
-S_CAR_SPEED = S_CAR_TIMER + N_CARS
-STATE_DIM = S_CAR_SPEED + N_CARS
+# state rows: the chicken's row and timers, then the cars, packed: car k in bits 6k..6k+5 of
+# each S_CAR_ row (8 lanes of 6 bits, < 2**48: exact in a float64). S_CAR_X: its column;
+# S_CAR_TIMER: its move timer; S_CAR_SPEED: |speed| in bits 0-2, bit 3 set when it moves right
+# (speed > 0; a car of speed 0 has |speed| 0 and moves left).
+S_POS, S_MOVE_TIMER, S_TERM_TIMER, S_LAST_ACTION, S_CAR_X, S_CAR_TIMER, S_CAR_SPEED = range(7)
+STATE_DIM = 7
+LANE = 6
+DIR_BIT = 8
+L1 = np.uint64(sum(1 << (LANE * k) for k in range(N_CARS)))  # bit 0 of every lane
+# uint64 constants: numba turns an operation of a uint64 and an int64 into float64
+L7 = np.uint64(int(L1) * 7)
+L22 = np.uint64(int(L1) * 22)
+U0, U3, U5, U7, U8, U9, U10, U63 = (np.uint64(v) for v in (0, 3, 5, 7, 8, 9, 10, 63))
+U4 = np.uint64(4)
+
+
+def _trail_tables():
+    """Per car code ``x | speed lane << 4`` (0..255): the offset in its row of the car's cell
+    and of its trail's cell (the one it came from, wrapping around, in its speed's channel; a
+    car of speed 0 has none: channel 1 of its own cell, which stores True anyway)."""
+    car = np.zeros(256, dtype=np.uint64)
+    trail = np.zeros(256, dtype=np.uint64)
+    for code in range(256):
+        x, s = code & 15, code >> 4
+        x = min(x, 9)  # x > 9 never occurs
+        speed = s & 7
+        car[code] = x * N_CH + 1
+        if speed == 0:
+            trail[code] = x * N_CH + 1
+        else:
+            back = (x - 1) % 10 if s & DIR_BIT else (x + 1) % 10
+            trail[code] = back * N_CH + 1 + speed
+    return car, trail
+
+
+CAR_CELL, TRAIL_CELL = _trail_tables()
+# the chicken's next row per (minatar action, row), clamped to 0..9
+NEXT_POS = np.array([min(max(p + C.MOVE_Y[a], 0), 9) for a in range(6) for p in range(10)], dtype=np.int64)
+# per chicken row: the bit offset of its lane's car (rows 1..8; 0 for rows 0 and 9)
+LANE_SHIFT = np.array([LANE * min(max(p - 1, 0), N_CARS - 1) for p in range(10)], dtype=np.uint64)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -71,33 +105,38 @@ def _write_obs(i, state, obs):
     base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
     obs[base + np.uint64((np.int64(state[S_POS, i]) * 10 + 4) * N_CH)] = True
+    xs = np.uint64(np.int64(state[S_CAR_X, i]))
+    ss = np.uint64(np.int64(state[S_CAR_SPEED, i]))
     for k in range(N_CARS):
+        sh = np.uint64(LANE * k)
+        code = ((xs >> sh) & U63) | (((ss >> sh) & U63) << U4)
         row = base + np.uint64((k + 1) * 10 * N_CH)
-        x = np.int64(state[S_CAR_X + k, i])
-        speed = np.int64(state[S_CAR_SPEED + k, i])
-        obs[row + np.uint64(x * N_CH + 1)] = True
-        back = x - 1 if speed > 0 else x + 1
-        back = 9 if back < 0 else (0 if back > 9 else back)
-        if speed != 0:  # the trail, in its speed's channel (a car of speed 0 has none)
-            obs[row + np.uint64(back * N_CH + 1 + abs(speed))] = True
+        obs[row + CAR_CELL[code]] = True
+        obs[row + TRAIL_CELL[code]] = True
+
+
 @njit(cache=True, _nrt=False)
 def _randomize_cars(i, state, rng, tape):
-    """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``."""
+    """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``; every car's timer
+    set to its |speed|."""
+    timers = U0
     for k in range(N_CARS):
-        state[S_CAR_SPEED + k, i] = 1 + C.draw_int(rng, i, 5, tape)
+        timers |= np.uint64(1 + C.draw_int(rng, i, 5, tape)) << np.uint64(LANE * k)
+    speeds = U0
     for k in range(N_CARS):
+        sh = np.uint64(LANE * k)
         u = C.draw_double(rng, i, tape) - 0.5
-        sign = 1.0 if u > 0.0 else (-1.0 if u < 0.0 else 0.0)
-        speed = state[S_CAR_SPEED + k, i] * sign
-        state[S_CAR_SPEED + k, i] = speed
-        state[S_CAR_TIMER + k, i] = abs(speed)
+        s = (timers >> sh) & U7
+        speed = s | U8 if u > 0.0 else (s if u < 0.0 else U0)
+        speeds |= speed << sh
+    state[S_CAR_SPEED, i] = np.int64(speeds)
+    state[S_CAR_TIMER, i] = np.int64(speeds & L7)
 
 
 @njit(cache=True, _nrt=False)
 def _reset_env(i, state, rng, params, obs, tape):
     _randomize_cars(i, state, rng, tape)
-    for k in range(N_CARS):
-        state[S_CAR_X + k, i] = 0
+    state[S_CAR_X, i] = 0
     state[S_POS, i] = 9
     state[S_MOVE_TIMER, i] = PLAYER_SPEED
     state[S_TERM_TIMER, i] = TIME_LIMIT
@@ -106,34 +145,41 @@ def _reset_env(i, state, rng, params, obs, tape):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
-    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    # sticky action (as C.sticky_action) with a select, not a branch, on the draw
+    mapped = np.int64(params[C.P_ACTION_MAP + action])
+    last = np.int64(state[S_LAST_ACTION, i])
+    a = last if C.draw_double(rng, i, tape) < params[C.P_STICKY] else mapped
+    state[S_LAST_ACTION, i] = a
     pos = np.int64(state[S_POS, i])
     move_timer = np.int64(state[S_MOVE_TIMER, i])
     # selects on a step table, not branches on the (random) action
     dy = C.MOVE_Y[a]
     moves = (move_timer == 0) & (dy != 0)
-    pos = min(max(pos + dy, 0), 9) if moves else pos
+    pos = NEXT_POS[a * 10 + pos] if moves else pos
     move_timer = PLAYER_SPEED if moves else move_timer
     reward = 0.0
     if pos == 0:
         reward = 1.0
         _randomize_cars(i, state, rng, tape)
         pos = 9
-    for k in range(N_CARS):  # selects, not branches: which cars move is random per env
-        y = k + 1
-        x = np.int64(state[S_CAR_X + k, i])
-        timer = np.int64(state[S_CAR_TIMER + k, i])
-        speed = np.int64(state[S_CAR_SPEED + k, i])
-        pos = 9 if (x == 4) & (y == pos) else pos
-        move = timer == 0
-        moved = x + (1 if speed > 0 else -1)
-        moved = 9 if moved < 0 else (0 if moved > 9 else moved)
-        x = moved if move else x
-        timer = abs(speed) if move else timer - 1
-        # after a move (a car that stayed was checked above, and y == 9 is no lane)
-        pos = 9 if (x == 4) & (y == pos) else pos
-        state[S_CAR_X + k, i] = x
-        state[S_CAR_TIMER + k, i] = timer
+    # every car at once: a car whose timer is 0 moves one cell (wrapping around) and its timer
+    # restarts at |speed|; the others count down
+    xs = np.uint64(np.int64(state[S_CAR_X, i]))
+    ts = np.uint64(np.int64(state[S_CAR_TIMER, i]))
+    ss = np.uint64(np.int64(state[S_CAR_SPEED, i]))
+    waiting = (((ts & L7) + L7) >> U3) & L1  # bit 0 of each lane whose timer is not 0
+    moving = L1 ^ waiting
+    right = (ss >> U3) & L1 & moving
+    y = xs + right + (moving ^ right) * U9  # + 1 right, + 9 (= - 1 mod 10) left: at most 18
+    wrapped = ((y + L22) >> U5) & L1  # y >= 10
+    new_xs = y - wrapped * U10
+    state[S_CAR_X, i] = np.int64(new_xs)
+    state[S_CAR_TIMER, i] = np.int64((ts - waiting) | (ss & (moving * U7)))
+    # the chicken's lane (rows 1..8) holds car pos - 1 only; it is checked before and after
+    # its move (the cars of other lanes cannot meet the chicken)
+    sh = LANE_SHIFT[pos]
+    hit = (((xs >> sh) & U63) == U4) | (((new_xs >> sh) & U63) == U4)
+    pos = 9 if hit & (pos <= 8) else pos
     state[S_POS, i] = pos
     state[S_MOVE_TIMER, i] = move_timer - 1 if move_timer > 0 else 0
     term_timer = state[S_TERM_TIMER, i] - 1
