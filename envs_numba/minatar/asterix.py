@@ -93,25 +93,6 @@ def _nonzero_x(v):
     return (((v & LX) + LX) >> U4) & L1
 
 
-def _row_table():
-    """Per lane value (0..63): the 40 bytes of its slot's observation row, without the player
-    (all False for an empty slot): the entity's cell (channel 3 for gold, 1 for an enemy) and
-    its trail's cell, the one it came from, when on the screen."""
-    rows = np.zeros((64, 10, N_CH), dtype=np.uint8)
-    for code in range(64):
-        f = code & X_BITS
-        if 1 <= f <= 10:  # f > 10 never occurs
-            x = f - 1
-            rows[code, x, 3 if code & GOLD else 1] = 1
-            back = x - 1 if code & RIGHT else x + 1
-            if 0 <= back <= 9:
-                rows[code, back, 2] = 1
-    return rows.reshape(-1)
-
-
-ROW_OBS = _row_table()
-
-
 def _move_tables():
     """Per (minatar action, cell): the player's next cell, clamped to rows 1..8 and columns
     0..9; per cell: the column plus one, and the bit offset of its row's slot lane."""
@@ -127,23 +108,45 @@ def _move_tables():
 NEXT_POS, TARGET_X, LANE_SHIFT = _move_tables()
 
 
+def _mark_tables():
+    """Per slot k and lane value (index ``64 * k + value``): the offsets in an env's
+    observation of the entity's cell (channel 3 for gold, 1 for an enemy, in row k + 1) and of
+    its trail's cell (channel 2: the cell it came from, when on the screen). An empty slot or a
+    trail off the screen points at a cell of row 0, which no entity reaches (cleared again after
+    the marks)."""
+    ent = np.ones(N_SLOTS * 64, dtype=np.uint16)  # row 0, column 0, channel 1
+    trail = np.full(N_SLOTS * 64, 2, dtype=np.uint16)  # row 0, column 0, channel 2
+    for k in range(N_SLOTS):
+        row = (k + 1) * ROW_BYTES
+        for code in range(64):
+            f = code & X_BITS
+            if 1 <= f <= 10:  # a taken slot (f > 10 never occurs)
+                x = f - 1
+                ent[64 * k + code] = row + x * N_CH + (3 if code & GOLD else 1)
+                back = x - 1 if code & RIGHT else x + 1
+                if 0 <= back <= 9:
+                    trail[64 * k + code] = row + back * N_CH + 2
+    return ent, trail
+
+
+ENT_CELL, TRAIL_CELL = _mark_tables()
+
+
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     # Indices into obs are unsigned: numba wraps a negative signed index around, a compare and
     # select per store that LLVM cannot drop for an index computed from the state.
     base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
-    C.clear_obs(obs, base, ROW_BYTES)  # rows 0 and 9 hold no entity
-    C.clear_obs(obs, base + np.uint64(9 * ROW_BYTES), ROW_BYTES)
-    # rows 1..8: slot k's row, copied whole from the table of its lane's value (an empty
-    # slot's row is all False): no branch on which slots are taken, which is random
+    C.clear_obs(obs, base, OBS_SIZE)
+    # Every slot marks two cells whether it is taken or not, an empty one in row 0: no branch
+    # on which slots are taken, which is random.
     v = np.uint64(np.int64(state[S_SLOTS, i]))
-    bytes_ = obs.view(np.uint8)  # plain byte copies (a bool is loaded as a compare with 0)
     for k in range(N_SLOTS):
-        src = ((v >> np.uint64(LANE * k)) & U_LANE_MASK) * np.uint64(ROW_BYTES)
-        row = base + np.uint64((k + 1) * ROW_BYTES)
-        for b in range(np.uint64(ROW_BYTES)):
-            bytes_[row + b] = ROW_OBS[src + b]
-    obs[base + np.uint64(np.int64(state[S_POS, i]) * N_CH)] = True  # channel 0, set by no slot
+        idx = ((v >> np.uint64(LANE * k)) & U_LANE_MASK) + np.uint64(64 * k)
+        obs[base + np.uint64(ENT_CELL[idx])] = True
+        obs[base + np.uint64(TRAIL_CELL[idx])] = True
+    C.clear_obs(obs, base, ROW_BYTES)  # row 0: the marks of empty slots and hidden trails
+    obs[base + np.uint64(np.int64(state[S_POS, i]) * N_CH)] = True
 
 
 @njit(cache=True, _nrt=False)
