@@ -127,10 +127,11 @@ def random_policy(seed: int):
 
 
 def run_episodes(game: str, env_id: str, policy, *, episodes: int, seed: int, sticky: float = 0.1,
-                 ramping: bool = True, max_steps: int = 5000, inject=None) -> dict:
+                 ramping: bool = True, max_steps: int = 5000, inject=None, check_state=None) -> dict:
     """``episodes`` full episodes (cut at ``max_steps`` steps) of ``policy(obs, n_actions, ref_env)``
     on both sides; returns totals for the coverage checks. ``inject(rng)``, if given, returns
-    the ``Pair.inject`` fields to set after each reset."""
+    the ``Pair.inject`` fields to set after each reset; ``check_state(ref_game, state, what)``,
+    if given, compares our state with the reference game's after every reset and step."""
     pair = Pair(game, env_id, seed, sticky, ramping)
     n_actions = len(pair.action_set)
     inject_rng = np.random.default_rng(seed)
@@ -140,10 +141,14 @@ def run_episodes(game: str, env_id: str, policy, *, episodes: int, seed: int, st
         obs = pair.reset(f"episode {ep} reset")
         if inject is not None:
             pair.inject(inject(inject_rng))
+        if check_state is not None:
+            check_state(pair.ref.env, pair.state, f"episode {ep} reset")
         ret = 0.0
         for t in range(max_steps):
             a = policy(obs, n_actions, pair.ref.env)
             r, done = pair.step(a, f"episode {ep} step {t}")
+            if check_state is not None:
+                check_state(pair.ref.env, pair.state, f"episode {ep} step {t}")
             ret += r
             obs = pair.obs[0]
             ramp = pair.ref.env.difficulty_ramp()

@@ -17,6 +17,16 @@ GAME = "seaquest"
 UP = 2
 
 
+def same_lists(game, state, what: str) -> None:
+    """Our entity lists (``S.lists``: decoded from the packed state rows) are the reference
+    game's, element by element and in list order: the order decides which element the
+    reference's removal by value takes, which the observation alone shows only later."""
+    ours = S.lists(state, 0)
+    for name in S.LISTS:
+        want = [[int(v) for v in element] for element in getattr(game, name)]
+        assert ours[name] == want, f"{what}: {name} {ours[name]} != reference {want}"
+
+
 def _outlook(game, first: int) -> float:
     g = copy.deepcopy(game)  # its recording RandomState too: the real game's draws are untouched
     divers = g.diver_count
@@ -55,7 +65,8 @@ def any_state(rng):
 
 @pytest.mark.parametrize("sticky", [0.0, 0.1, 0.5])
 def test_random_policy_episodes(sticky):
-    totals = run_episodes(GAME, "MinAtar-Seaquest-v1", random_policy(1), episodes=100, seed=51, sticky=sticky)
+    totals = run_episodes(GAME, "MinAtar-Seaquest-v1", random_policy(1), episodes=100, seed=51, sticky=sticky,
+                          check_state=same_lists)
     assert totals["terminated"] == 100 and totals["max_return"] >= 1
 
 
@@ -63,7 +74,7 @@ def test_random_policy_episodes(sticky):
     (0.0, 0.1, True, 200, 1), (0.1, 0.0, True, 1000, 5), (0.05, 0.2, False, 200, 0)])
 def test_diver_policy_episodes(eps, sticky, ramping, min_length, min_ramp):
     totals = run_episodes(GAME, "MinAtar-Seaquest-v0", diver_policy(3, eps), episodes=4, seed=53,
-                          sticky=sticky, ramping=ramping, max_steps=3000)
+                          sticky=sticky, ramping=ramping, max_steps=3000, check_state=same_lists)
     assert totals["max_length"] > min_length
     assert totals["max_ramp"] >= min_ramp and (totals["max_ramp"] > 0) == ramping
 
@@ -80,7 +91,7 @@ def test_policies_from_any_state(ramping):
         last[0] = game.diver_count
         return policy(obs, n_actions, game)
     totals = run_episodes(GAME, "MinAtar-Seaquest-v1", watching, episodes=60, seed=54,
-                          ramping=ramping, inject=any_state, max_steps=2000)
+                          ramping=ramping, inject=any_state, max_steps=2000, check_state=same_lists)
     assert totals["terminated"] >= 55
     assert (6, -1) in changes  # surfacing with six divers leaves -1
     assert any(before < 0 and after == before - 1 for before, after in changes)  # and surfacing below 0

@@ -95,37 +95,62 @@ DIVER_MOVE_INTERVAL = 5
 (S_OXYGEN, S_DIVERS, S_SX, S_SY, S_OR, S_E_SPAWN_SPEED, S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_MOVE_SPEED,
  S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION) = range(13)
 
-# entity lists: a count row, then one block of ``cap`` rows per field (element k's field f is
-# row base + 1 + f * cap + k). Fields: x, y, direction (1.0 right), then timers.
-X, Y, D, T, SHOT = 0, 1, 2, 3, 4
+# Entity lists: a count row, then ``cap`` rows, element k in row base + 1 + k. An element is one
+# integer packing the reference's list ``[x, y, direction, move timer, shot timer]``: x in bits
+# 0-3, y in bits 4-7, direction in bit 8 (1: right), the move timer in bits 9-12 and an enemy
+# sub's shot timer in bits 13-16 (fields a list lacks are 0). So an element is one load,
+# ``code & 255`` is its cell (compared with another's in one go), and ``list.remove``'s element
+# equality is code equality. These rows (counts included) hold int64 values in the float64
+# state's bytes: the kernels read and write them through ``state.view(np.int64)`` (as integers
+# in float64 they cost a conversion per access, a quarter of the step). Read as float64 they are
+# tiny subnormal numbers, never NaN, and nothing computes with them as floats.
+XB, YB, DB, TB, SB = 0, 4, 8, 9, 13
+CELL = 255
 FB_CAP, EB_CAP, FISH_CAP, SUB_CAP, DIV_CAP = 4, 64, 48, 48, 6
-FB_NF, EB_NF, FISH_NF, SUB_NF, DIV_NF = 3, 3, 4, 5, 4
 FB = 13
-EB = FB + 1 + FB_CAP * FB_NF
-FISH = EB + 1 + EB_CAP * EB_NF
-SUB = FISH + 1 + FISH_CAP * FISH_NF
-DIV = SUB + 1 + SUB_CAP * SUB_NF
-STATE_DIM = DIV + 1 + DIV_CAP * DIV_NF
-# first row of each field of each list
-DIV_D = DIV + 1 + D * DIV_CAP
-DIV_T = DIV + 1 + T * DIV_CAP
-DIV_X = DIV + 1 + X * DIV_CAP
-DIV_Y = DIV + 1 + Y * DIV_CAP
-EB_D = EB + 1 + D * EB_CAP
-EB_X = EB + 1 + X * EB_CAP
-EB_Y = EB + 1 + Y * EB_CAP
-FB_D = FB + 1 + D * FB_CAP
-FB_X = FB + 1 + X * FB_CAP
-FB_Y = FB + 1 + Y * FB_CAP
-FISH_D = FISH + 1 + D * FISH_CAP
-FISH_T = FISH + 1 + T * FISH_CAP
-FISH_X = FISH + 1 + X * FISH_CAP
-FISH_Y = FISH + 1 + Y * FISH_CAP
-SUB_D = SUB + 1 + D * SUB_CAP
-SUB_SHOT = SUB + 1 + SHOT * SUB_CAP
-SUB_T = SUB + 1 + T * SUB_CAP
-SUB_X = SUB + 1 + X * SUB_CAP
-SUB_Y = SUB + 1 + Y * SUB_CAP
+EB = FB + 1 + FB_CAP
+FISH = EB + 1 + EB_CAP
+SUB = FISH + 1 + FISH_CAP
+DIV = SUB + 1 + SUB_CAP
+STATE_DIM = DIV + 1 + DIV_CAP
+LISTS = {"f_bullets": (FB, ("x", "y", "d")), "e_bullets": (EB, ("x", "y", "d")),
+         "e_fish": (FISH, ("x", "y", "d", "t")), "e_subs": (SUB, ("x", "y", "d", "t", "s")),
+         "divers": (DIV, ("x", "y", "d", "t"))}
+
+
+def lists(state: np.ndarray, i: int) -> dict[str, list[list[int]]]:
+    """Env ``i``'s entity lists as the reference holds them (``{"e_fish": [[x, y, direction,
+    move timer], ...], ...}``, in list order): what the tests compare with the package."""
+    ent = state.view(np.int64)
+    out = {}
+    for name, (base, fields) in LISTS.items():
+        codes = [int(ent[base + 1 + k, i]) for k in range(int(ent[base, i]))]
+        unpacked = [[c & 15, (c >> YB) & 15, (c >> DB) & 1, (c >> TB) & 15, (c >> SB) & 15] for c in codes]
+        out[name] = [e[:len(fields)] for e in unpacked]
+    return out
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _code(x, y, d, t, s):
+    return x | (y << YB) | (d << DB) | (t << TB) | (s << SB)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _get(ent, i, base, k):
+    return ent[base + 1 + k, i]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _leaves(c):
+    """Whether an element's next move takes it off the screen (column 0 moving left, or 9
+    moving right)."""
+    return (c & 15) == 9 * ((c >> DB) & 1)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _moved(c):
+    """The element one column on in its direction (only for one that stays on the screen)."""
+    return c + 2 * ((c >> DB) & 1) - 1
 
 
 # Numba types a module constant passed as an argument as a literal and compiles a helper
@@ -133,59 +158,204 @@ SUB_Y = SUB + 1 + Y * SUB_CAP
 U = np.int64
 
 
+# --- list operations --------------------------------------------------------------------
+
 @njit(cache=True, _nrt=False)
-def _delete(state, i, base, cap, nf, j):
+def _delete(ent, i, base, j):
     """``del list[j]``."""
-    n = np.int64(state[base, i])
-    for f in range(nf):
-        row = base + 1 + f * cap
-        for k in range(j, n - 1):
-            state[row + k, i] = state[row + k + 1, i]
-    state[base, i] = n - 1
+    n = ent[base, i]
+    for k in range(j, n - 1):
+        ent[base + 1 + k, i] = ent[base + 2 + k, i]
+    ent[base, i] = n - 1
 
 
 @njit(cache=True, _nrt=False)
-def _remove(state, i, base, cap, nf, pos):
+def _remove(ent, i, base, pos):
     """``list.remove(list[pos])``: delete the first element equal to element ``pos``; return
     the index deleted (``<= pos``)."""
+    v = ent[base + 1 + pos, i]
     for j in range(pos + 1):
-        same = True
-        for f in range(nf):
-            row = base + 1 + f * cap
-            if state[row + j, i] != state[row + pos, i]:
-                same = False
-                break
-        if same:
-            _delete(state, i, base, cap, nf, j)
+        if ent[base + 1 + j, i] == v:
+            _delete(ent, i, base, j)
             return j
     return pos  # not reached: element pos equals itself
 
 
 @njit(cache=True, _nrt=False)
-def _append(state, i, base, cap, x, y, d, t, s):
-    """``list.append([x, y, d, t, s][:nf])`` (fields beyond the list's are ignored). Every
-    value is a float64 at every call site, so this compiles once."""
-    n = np.int64(state[base, i])
-    if n >= cap:
-        return
-    state[base + 1 + X * cap + n, i] = x
-    state[base + 1 + Y * cap + n, i] = y
-    state[base + 1 + D * cap + n, i] = d
-    if base == FISH or base == SUB or base == DIV:
-        state[base + 1 + T * cap + n, i] = t
-    if base == SUB:
-        state[base + 1 + SHOT * cap + n, i] = s
-    state[base, i] = n + 1
+def _append(ent, i, base, cap, code):
+    """``list.append(element)``, dropped when the list is full."""
+    n = ent[base, i]
+    if n < cap:
+        ent[base + 1 + n, i] = code
+        ent[base, i] = n + 1
 
 
 @njit(cache=True, _nrt=False)
-def _first_at(state, i, base, cap, x, y):
-    """Index of the first element at column ``x``, row ``y``, or -1."""
-    n = np.int64(state[base, i])
-    for k in range(n):
-        if state[base + 1 + X * cap + k, i] == x and state[base + 1 + Y * cap + k, i] == y:
+def _first_at(ent, i, base, cell):
+    """Index of the first element in ``cell``, or -1."""
+    for k in range(ent[base, i]):
+        if (_get(ent, i, base, k) & CELL) == cell:
             return k
     return -1
+
+
+# The list phases, in the reference's order, each replaying its loop exactly: reverse
+# iteration over a list that shrinks, the first-equal removal, the iteration that stops when
+# the index falls outside the shrunken list. They take ``ent``, the state's int64 view. Each is
+# inlined into the step: as calls, the five of them cost a third of the step. (Tried and
+# measured slower: a fixed-slot version of each phase with selects instead of branches, taking
+# the loop only when something is removed or added; the lists are short, so the branchy loops
+# do less work.)
+
+@njit(cache=True, _nrt=False, inline="always")
+def _agent_bullets(ent, i):
+    """The agent's bullets; returns the reward."""
+    reward = 0.0
+    it = ent[FB, i] - 1
+    while 0 <= it < ent[FB, i]:
+        pos = it
+        it -= 1
+        c = _get(ent, i, FB, pos)
+        if _leaves(c):
+            # moved off the screen (x -1 or 10): equal to no other bullet, so the removal by
+            # value removes this one
+            _delete(ent, i, U(FB), pos)
+            continue
+        c = _moved(c)
+        ent[FB + 1 + pos, i] = c
+        k = _first_at(ent, i, U(FISH), c & CELL)
+        if k >= 0:
+            _delete(ent, i, U(FISH), k)  # the first fish there is the first equal to itself
+            _remove(ent, i, U(FB), pos)
+            reward += 1.0
+        else:
+            k = _first_at(ent, i, U(SUB), c & CELL)
+            if k >= 0:
+                _delete(ent, i, U(SUB), k)
+                _remove(ent, i, U(FB), pos)
+                reward += 1.0
+    return reward
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _divers(ent, i, cell, divers):
+    """The divers; returns the diver count."""
+    it = ent[DIV, i] - 1
+    while 0 <= it < ent[DIV, i]:
+        pos = it
+        it -= 1
+        c = _get(ent, i, DIV, pos)
+        if (c & CELL) == cell and divers < 6:
+            _remove(ent, i, U(DIV), pos)
+            divers += 1
+        elif (c >> TB) & 15 == 0:
+            if _leaves(c):
+                _delete(ent, i, U(DIV), pos)  # off the screen: equal to no other diver
+                continue
+            c = _moved(c) + (DIVER_MOVE_INTERVAL << TB)
+            ent[DIV + 1 + pos, i] = c
+            if (c & CELL) == cell and divers < 6:
+                _remove(ent, i, U(DIV), pos)
+                divers += 1
+        else:
+            ent[DIV + 1 + pos, i] = c - (1 << TB)
+    return divers
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _enemy_subs(ent, i, cell, move_speed):
+    """The enemy subs; returns (reward, terminal)."""
+    reward = 0.0
+    terminal = False
+    it = ent[SUB, i] - 1
+    while 0 <= it < ent[SUB, i]:
+        pos = it  # where this sub is in the list, -1 once removed
+        it -= 1
+        c = _get(ent, i, SUB, pos)
+        shot = (c >> SB) & 15
+        gone = False  # off the screen: it still fires (below), a bullet dropped the same step
+        if (c & CELL) == cell:
+            terminal = True
+        if (c >> TB) & 15 == 0:
+            if _leaves(c):
+                _delete(ent, i, U(SUB), pos)  # equal to no other sub
+                pos = -1
+                gone = True
+            else:
+                c = _moved(c) + (move_speed << TB)
+                ent[SUB + 1 + pos, i] = c
+                if (c & CELL) == cell:
+                    terminal = True
+                else:
+                    k = _first_at(ent, i, U(FB), c & CELL)
+                    if k >= 0:
+                        j = _remove(ent, i, U(SUB), pos)
+                        pos = -1 if j == pos else pos - 1
+                        _delete(ent, i, U(FB), k)  # the first bullet there is the first equal to itself
+                        reward += 1.0
+        else:
+            c -= 1 << TB
+            ent[SUB + 1 + pos, i] = c
+        if shot == 0:
+            if pos >= 0:
+                ent[SUB + 1 + pos, i] = c + (ENEMY_SHOT_INTERVAL << SB)
+            if not gone:  # a bullet fired off the screen leaves it at once, unseen
+                _append(ent, i, U(EB), U(EB_CAP), c & ((1 << TB) - 1))
+        elif pos >= 0:
+            ent[SUB + 1 + pos, i] = c - (1 << SB)
+    return reward, terminal
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _enemy_bullets(ent, i, cell):
+    """The enemy bullets; returns terminal."""
+    terminal = False
+    it = ent[EB, i] - 1
+    while 0 <= it < ent[EB, i]:
+        pos = it
+        it -= 1
+        c = _get(ent, i, EB, pos)
+        if (c & CELL) == cell:
+            terminal = True
+        if _leaves(c):
+            _delete(ent, i, U(EB), pos)  # equal to no other bullet
+            continue
+        c = _moved(c)
+        ent[EB + 1 + pos, i] = c
+        if (c & CELL) == cell:
+            terminal = True
+    return terminal
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _enemy_fish(ent, i, cell, move_speed):
+    """The enemy fish; returns (reward, terminal)."""
+    reward = 0.0
+    terminal = False
+    it = ent[FISH, i] - 1
+    while 0 <= it < ent[FISH, i]:
+        pos = it
+        it -= 1
+        c = _get(ent, i, FISH, pos)
+        if (c & CELL) == cell:
+            terminal = True
+        if (c >> TB) & 15 == 0:
+            if _leaves(c):
+                _delete(ent, i, U(FISH), pos)  # equal to no other fish
+                continue
+            c = _moved(c) + (move_speed << TB)
+            ent[FISH + 1 + pos, i] = c
+            if (c & CELL) == cell:
+                terminal = True
+            else:
+                k = _first_at(ent, i, U(FB), c & CELL)
+                if k >= 0:
+                    _remove(ent, i, U(FISH), pos)
+                    _delete(ent, i, U(FB), k)
+                    reward += 1.0
+        else:
+            ent[FISH + 1 + pos, i] = c - (1 << TB)
+    return reward, terminal
 
 
 # The observation stores the first few elements of each list unconditionally (an element
@@ -198,28 +368,28 @@ FB_FIXED, EB_FIXED, FISH_FIXED, SUB_FIXED, DIV_FIXED = 2, 2, 3, 2, 2
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _mark(obs, base, state, i, lst, cap, ch, trail, k, n):
+def _mark(obs, base, ent, i, lst, ch, trail, k, n):
     """Element ``k`` of a list of ``n`` (``k >= n``: none) in channel ``ch``, and with
     ``trail`` the cell behind it in channel 3."""
     valid = k < n
-    x = np.int64(state[lst + 1 + X * cap + k, i])
-    y = np.int64(state[lst + 1 + Y * cap + k, i])
-    row = base + np.uint64(y * 10 * N_CH)
+    c = _get(ent, i, lst, k)
+    x = c & 15
+    row = base + np.uint64(((c >> YB) & 15) * 10 * N_CH)
     dummy = base + np.uint64(DUMMY_ROW * 10 * N_CH)
     obs[(row + np.uint64(x * N_CH + ch)) if valid else (dummy + np.uint64(ch))] = valid
     if trail:  # fish, subs and divers (a compile-time constant at every call)
-        back = x - 1 if state[lst + 1 + D * cap + k, i] != 0.0 else x + 1
+        back = x - 1 if (c >> DB) & 1 else x + 1
         shown = valid & (back >= 0) & (back <= 9)
         obs[(row + np.uint64(back * N_CH + 3)) if shown else (dummy + np.uint64(3))] = shown
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _mark_list(obs, base, state, i, lst, cap, ch, trail, fixed):
-    n = np.int64(state[lst, i])
+def _mark_list(obs, base, ent, i, lst, ch, trail, fixed):
+    n = ent[lst, i]
     for k in range(fixed):
-        _mark(obs, base, state, i, lst, cap, ch, trail, k, n)
+        _mark(obs, base, ent, i, lst, ch, trail, k, n)
     for k in range(fixed, n):
-        _mark(obs, base, state, i, lst, cap, ch, trail, k, n)
+        _mark(obs, base, ent, i, lst, ch, trail, k, n)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -239,11 +409,12 @@ def _write_obs(i, state, obs):
     for x in range(10):
         obs[base + np.uint64((90 + x) * N_CH + 7)] = x < oxygen
         obs[base + np.uint64((90 + x) * N_CH + 8)] = (x >= first_diver) & (x < 9)
-    _mark_list(obs, base, state, i, FB, FB_CAP, 2, False, FB_FIXED)
-    _mark_list(obs, base, state, i, EB, EB_CAP, 4, False, EB_FIXED)
-    _mark_list(obs, base, state, i, FISH, FISH_CAP, 5, True, FISH_FIXED)
-    _mark_list(obs, base, state, i, SUB, SUB_CAP, 6, True, SUB_FIXED)
-    _mark_list(obs, base, state, i, DIV, DIV_CAP, 9, True, DIV_FIXED)
+    ent = state.view(np.int64)
+    _mark_list(obs, base, ent, i, FB, 2, False, FB_FIXED)
+    _mark_list(obs, base, ent, i, EB, 4, False, EB_FIXED)
+    _mark_list(obs, base, ent, i, FISH, 5, True, FISH_FIXED)
+    _mark_list(obs, base, ent, i, SUB, 6, True, SUB_FIXED)
+    _mark_list(obs, base, ent, i, DIV, 9, True, DIV_FIXED)
 
 
 @njit(cache=True, _nrt=False)
@@ -267,24 +438,26 @@ def _reset_env(i, state, rng, params, obs, tape):
 
 @njit(cache=True, _nrt=False)
 def _spawn_enemy(i, state, rng, tape):
-    right = C.draw_double(rng, i, tape) < 0.5
+    right = np.int64(C.draw_double(rng, i, tape) < 0.5)
     is_sub = C.draw_double(rng, i, tape) < 1.0 / 3.0
-    y = float(1 + C.draw_int(rng, i, 8, tape))
-    d = 1.0 if right else 0.0
-    for base, cap in ((SUB, SUB_CAP), (FISH, FISH_CAP)):
-        for k in range(np.int64(state[base, i])):
-            if state[base + 1 + Y * cap + k, i] == y and state[base + 1 + D * cap + k, i] != d:
+    y = 1 + C.draw_int(rng, i, 8, tape)
+    # dropped when an enemy moving the other way is in that row: bits 4-8 are (y, direction)
+    blocked = y | ((1 - right) << (DB - YB))
+    ent = state.view(np.int64)
+    for base in (SUB, FISH):
+        for k in range(ent[base, i]):
+            if (_get(ent, i, base, k) >> YB) & 31 == blocked:
                 return
-    x = 0.0 if right else 9.0
-    speed = state[S_MOVE_SPEED, i]
+    move_speed = np.int64(state[S_MOVE_SPEED, i])
     if is_sub:
-        _append(state, i, U(SUB), U(SUB_CAP), x, y, d, speed, float(ENEMY_SHOT_INTERVAL))
+        _append(ent, i, U(SUB), U(SUB_CAP), _code(9 - 9 * right, y, right, move_speed, ENEMY_SHOT_INTERVAL))
     else:
-        _append(state, i, U(FISH), U(FISH_CAP), x, y, d, speed, 0.0)
+        _append(ent, i, U(FISH), U(FISH_CAP), _code(9 - 9 * right, y, right, move_speed, 0))
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    ent = state.view(np.int64)  # the entity lists' rows (see LISTS)
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     reward = 0.0
     terminal = False
@@ -292,16 +465,15 @@ def _step_env(i, action, state, rng, params, obs, tape):
         _spawn_enemy(i, state, rng, tape)
         state[S_E_SPAWN_TIMER, i] = state[S_E_SPAWN_SPEED, i]
     if state[S_D_SPAWN_TIMER, i] == 0:
-        right = C.draw_double(rng, i, tape) < 0.5
+        right = np.int64(C.draw_double(rng, i, tape) < 0.5)
         y = 1 + C.draw_int(rng, i, 8, tape)
-        _append(state, i, U(DIV), U(DIV_CAP), 0.0 if right else 9.0, float(y), 1.0 if right else 0.0,
-                float(DIVER_MOVE_INTERVAL), 0.0)
+        _append(ent, i, U(DIV), U(DIV_CAP), _code(9 - 9 * right, y, right, DIVER_MOVE_INTERVAL, 0))
         state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
 
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
     if a == C.FIRE and state[S_SHOT_TIMER, i] == 0:
-        _append(state, i, U(FB), U(FB_CAP), float(sx), float(sy), state[S_OR, i], 0.0, 0.0)
+        _append(ent, i, U(FB), U(FB_CAP), _code(sx, sy, np.int64(state[S_OR, i]), 0, 0))
         state[S_SHOT_TIMER, i] = SHOT_COOL_DOWN
     # moves from a step table and selects, not branches on the (random) action
     orientation = state[S_OR, i]
@@ -310,132 +482,19 @@ def _step_env(i, action, state, rng, params, obs, tape):
     sy = min(max(sy + C.MOVE_Y[a], 0), 8)
     state[S_SX, i] = sx
     state[S_SY, i] = sy
+    cell = sx | (sy << YB)
+    move_speed = np.int64(state[S_MOVE_SPEED, i])
 
-    # the agent's bullets (reverse iteration over a list that shrinks)
-    it = np.int64(state[FB, i]) - 1
-    while 0 <= it < np.int64(state[FB, i]):
-        pos = it
-        it -= 1
-        x = state[FB_X + pos, i] + (1 if state[FB_D + pos, i] != 0.0 else -1)
-        state[FB_X + pos, i] = x
-        y = state[FB_Y + pos, i]
-        if x < 0 or x > 9:
-            _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
-        else:
-            k = _first_at(state, i, U(FISH), U(FISH_CAP), x, y)
-            if k >= 0:
-                _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), k)
-                _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
-                reward += 1.0
-            else:
-                k = _first_at(state, i, U(SUB), U(SUB_CAP), x, y)
-                if k >= 0:
-                    _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), k)
-                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), pos)
-                    reward += 1.0
-
-    # divers
-    divers = np.int64(state[S_DIVERS, i])
-    it = np.int64(state[DIV, i]) - 1
-    while 0 <= it < np.int64(state[DIV, i]):
-        pos = it
-        it -= 1
-        x = state[DIV_X + pos, i]
-        y = state[DIV_Y + pos, i]
-        if x == sx and y == sy and divers < 6:
-            _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
-            divers += 1
-        elif state[DIV_T + pos, i] == 0:
-            state[DIV_T + pos, i] = DIVER_MOVE_INTERVAL
-            x += 1 if state[DIV_D + pos, i] != 0.0 else -1
-            state[DIV_X + pos, i] = x
-            if x < 0 or x > 9:
-                _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
-            elif x == sx and y == sy and divers < 6:
-                _remove(state, i, U(DIV), U(DIV_CAP), U(DIV_NF), pos)
-                divers += 1
-        else:
-            state[DIV_T + pos, i] -= 1
+    reward += _agent_bullets(ent, i)
+    divers = _divers(ent, i, cell, np.int64(state[S_DIVERS, i]))
     state[S_DIVERS, i] = divers
-
-    # enemy subs
-    move_speed = state[S_MOVE_SPEED, i]
-    it = np.int64(state[SUB, i]) - 1
-    while 0 <= it < np.int64(state[SUB, i]):
-        pos = it  # where this sub is in the list, -1 once removed
-        it -= 1
-        x = state[SUB_X + pos, i]
-        y = state[SUB_Y + pos, i]
-        d = state[SUB_D + pos, i]
-        shot = state[SUB_SHOT + pos, i]
-        if x == sx and y == sy:
-            terminal = True
-        if state[SUB_T + pos, i] == 0:
-            state[SUB_T + pos, i] = move_speed
-            x += 1 if d != 0.0 else -1
-            state[SUB_X + pos, i] = x
-            if x < 0 or x > 9:
-                j = _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), pos)
-                pos = -1 if j == pos else pos - 1
-            elif x == sx and y == sy:
-                terminal = True
-            else:
-                k = _first_at(state, i, U(FB), U(FB_CAP), x, y)
-                if k >= 0:
-                    j = _remove(state, i, U(SUB), U(SUB_CAP), U(SUB_NF), pos)
-                    pos = -1 if j == pos else pos - 1
-                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), k)
-                    reward += 1.0
-        else:
-            state[SUB_T + pos, i] -= 1
-        if shot == 0:
-            if pos >= 0:
-                state[SUB_SHOT + pos, i] = ENEMY_SHOT_INTERVAL
-            _append(state, i, U(EB), U(EB_CAP), x, y, d, 0.0, 0.0)
-        elif pos >= 0:
-            state[SUB_SHOT + pos, i] = shot - 1
-
-    # enemy bullets
-    it = np.int64(state[EB, i]) - 1
-    while 0 <= it < np.int64(state[EB, i]):
-        pos = it
-        it -= 1
-        x = state[EB_X + pos, i]
-        y = state[EB_Y + pos, i]
-        if x == sx and y == sy:
-            terminal = True
-        x += 1 if state[EB_D + pos, i] != 0.0 else -1
-        state[EB_X + pos, i] = x
-        if x < 0 or x > 9:
-            _remove(state, i, U(EB), U(EB_CAP), U(EB_NF), pos)
-        elif x == sx and y == sy:
-            terminal = True
-
-    # enemy fish
-    it = np.int64(state[FISH, i]) - 1
-    while 0 <= it < np.int64(state[FISH, i]):
-        pos = it
-        it -= 1
-        x = state[FISH_X + pos, i]
-        y = state[FISH_Y + pos, i]
-        if x == sx and y == sy:
-            terminal = True
-        if state[FISH_T + pos, i] == 0:
-            state[FISH_T + pos, i] = move_speed
-            x += 1 if state[FISH_D + pos, i] != 0.0 else -1
-            state[FISH_X + pos, i] = x
-            if x < 0 or x > 9:
-                _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), pos)
-            elif x == sx and y == sy:
-                terminal = True
-            else:
-                k = _first_at(state, i, U(FB), U(FB_CAP), x, y)
-                if k >= 0:
-                    _remove(state, i, U(FISH), U(FISH_CAP), U(FISH_NF), pos)
-                    _remove(state, i, U(FB), U(FB_CAP), U(FB_NF), k)
-                    reward += 1.0
-        else:
-            state[FISH_T + pos, i] -= 1
+    r, t = _enemy_subs(ent, i, cell, move_speed)
+    reward += r
+    terminal |= t
+    terminal |= _enemy_bullets(ent, i, cell)
+    r, t = _enemy_fish(ent, i, cell, move_speed)
+    reward += r
+    terminal |= t
 
     # timers, oxygen, surfacing
     for row in (S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_SHOT_TIMER):  # selects: the shot timer's is random
