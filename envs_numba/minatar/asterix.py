@@ -228,10 +228,10 @@ def _step_env(i, action, state, rng, params, obs, tape):
                 spawn_speed -= 1
             state[S_RAMP, i] = ramp + 1
             state[S_RAMP_TIMER, i] = RAMP_INTERVAL
+            state[S_SPAWN_SPEED, i] = spawn_speed
+            state[S_MOVE_SPEED, i] = move_speed
     state[S_SPAWN_TIMER, i] = spawn_timer
-    state[S_SPAWN_SPEED, i] = spawn_speed
     state[S_MOVE_TIMER, i] = move_timer
-    state[S_MOVE_SPEED, i] = move_speed
     state[S_POS, i] = pos
     _write_obs(i, state, obs)
     return reward, terminal
