@@ -54,7 +54,9 @@ two are drawn anyway and nothing spawns.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from envs_numba.minatar import _common as C
 
@@ -109,27 +111,46 @@ NEXT_POS, TARGET_X, LANE_SHIFT = _move_tables()
 
 
 def _mark_tables():
-    """Per slot k and lane value (index ``64 * k + value``): the offsets in an env's
-    observation of the entity's cell (channel 3 for gold, 1 for an enemy, in row k + 1) and of
-    its trail's cell (channel 2: the cell it came from, when on the screen). An empty slot or a
-    trail off the screen points at a cell of row 0, which no entity reaches (cleared again after
-    the marks)."""
-    ent = np.ones(N_SLOTS * 64, dtype=np.uint16)  # row 0, column 0, channel 1
-    trail = np.full(N_SLOTS * 64, 2, dtype=np.uint16)  # row 0, column 0, channel 2
-    for k in range(N_SLOTS):
-        row = (k + 1) * ROW_BYTES
-        for code in range(64):
-            f = code & X_BITS
-            if 1 <= f <= 10:  # a taken slot (f > 10 never occurs)
-                x = f - 1
-                ent[64 * k + code] = row + x * N_CH + (3 if code & GOLD else 1)
-                back = x - 1 if code & RIGHT else x + 1
-                if 0 <= back <= 9:
-                    trail[64 * k + code] = row + back * N_CH + 2
-    return ent, trail
+    """Per lane value: the 8 bytes holding its entity's cell (channel 3 for gold, 1 for an enemy)
+    and its trail's cell (channel 2: the cell it came from, when on the screen), as a
+    little-endian uint64 of 0/1 bytes (0 for an empty slot), and per slot k and lane value
+    (index ``64 * k + value``), where those 8 bytes start in an env's observation: inside row
+    k + 1 (the two cells are at most 6 bytes apart)."""
+    pattern = np.zeros(64, dtype=np.uint64)
+    start = np.zeros(N_SLOTS * 64, dtype=np.uint16)
+    for code in range(64):
+        f = code & X_BITS
+        marks = []
+        if 1 <= f <= 10:  # a taken slot (f > 10 never occurs)
+            x = f - 1
+            marks.append(x * N_CH + (3 if code & GOLD else 1))
+            back = x - 1 if code & RIGHT else x + 1
+            if 0 <= back <= 9:
+                marks.append(back * N_CH + 2)
+        first = min(min(marks) if marks else 0, ROW_BYTES - 8)
+        assert all(first <= m < first + 8 for m in marks)
+        pattern[code] = sum(1 << (8 * (m - first)) for m in marks)
+        for k in range(N_SLOTS):
+            start[64 * k + code] = (k + 1) * ROW_BYTES + first
+    return pattern, start
 
 
-ENT_CELL, TRAIL_CELL = _mark_tables()
+MARKS, MARKS_AT = _mark_tables()
+
+
+@intrinsic
+def _store_8_bytes(typingctx, obs, at, value):
+    """``obs[at:at + 8] = value``'s little-endian bytes: one unaligned 8-byte store into a
+    bool array (``at`` a uint64 index, ``value`` a uint64)."""
+    sig = types.void(obs, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(args[2], ptr, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -138,14 +159,13 @@ def _write_obs(i, state, obs):
     # select per store that LLVM cannot drop for an index computed from the state.
     base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, OBS_SIZE)
-    # Every slot marks two cells whether it is taken or not, an empty one in row 0: no branch
-    # on which slots are taken, which is random.
+    # Every slot stores the 8 bytes around its two cells whether it is taken or not (an empty
+    # slot stores zeros into its cleared row): no branch on which slots are taken, which is
+    # random. Only slot k writes row k + 1.
     v = np.uint64(np.int64(state[S_SLOTS, i]))
     for k in range(N_SLOTS):
-        idx = ((v >> np.uint64(LANE * k)) & U_LANE_MASK) + np.uint64(64 * k)
-        obs[base + np.uint64(ENT_CELL[idx])] = True
-        obs[base + np.uint64(TRAIL_CELL[idx])] = True
-    C.clear_obs(obs, base, ROW_BYTES)  # row 0: the marks of empty slots and hidden trails
+        code = (v >> np.uint64(LANE * k)) & U_LANE_MASK
+        _store_8_bytes(obs, base + np.uint64(MARKS_AT[code + np.uint64(64 * k)]), MARKS[code])
     obs[base + np.uint64(np.int64(state[S_POS, i]) * N_CH)] = True
 
 
