@@ -94,6 +94,7 @@ def make_settings(args: argparse.Namespace) -> tuple[Any, list[str], list[str], 
     if quick:
         s.repeats, s.min_time = 5, 0.05
         s.table_n, s.sync_sweep_max = 1024, 256
+        s.minatar_sizes, s.minatar_seconds = [512], 1.0
         s.train_iters, s.solve_seeds, s.solve_cap_s, s.sb3_sps_iters = 5, 1, 15.0, 20
     else:
         s.repeats, s.min_time = 7, 0.3
@@ -216,6 +217,17 @@ def plan(ctx, sections: list[str], rungs: list[str]) -> list[Task]:
     if "envs" in sections:
         for env_id in s.table_envs:
             tasks.append((("envs", env_id), f"envs: {env_id}", (lambda e=env_id: sweeps.env_table_row(ctx, e))))
+        minatar_ids = [e for e in s.table_envs if e.startswith("MinAtar-")]
+        if minatar_ids:
+            from bench.envs import gym_reference
+            from bench.minatar_compare import size_point
+
+            for env_id in minatar_ids:
+                for n in s.minatar_sizes:
+                    tasks.append((("minatar_sizes", env_id, n), f"envs: {env_id} vs the minatar package, num_envs={n}",
+                                  (lambda e=env_id, k=n: {"status": "the minatar package is not installed"}
+                                   if gym_reference(e) is None
+                                   else size_point(e, k, seconds=s.minatar_seconds, rounds=5 if s.quick else 9))))
     if "sweeps" in sections:
         for series in sweeps.num_envs_series(ctx):
             for n in s.sweep_num_envs:
@@ -305,6 +317,10 @@ def describe(value: Any) -> str:
         return text + (f"; whole command {value['command_s']:.2f} s" if value.get("command_s") else "")
     if isinstance(value, dict) and "speedup" in value:
         return f"torch {value['torch_ms']:.3f} ms, compiled {value['compiled_ms']:.3f} ms ({value['speedup']:.1f}x)"
+    if isinstance(value, dict) and "ratio_1" in value:  # bench/minatar_compare.py
+        return (f"fastsample {fmt_rate(value['fastsample'])}/s; package {fmt_rate(value['package_n'])}/s as "
+                f"{value['num_envs']} envs ({value['ratio_n']:.0f}x), {fmt_rate(value['package_1'])}/s as one env "
+                f"({value['ratio_1']:.0f}x)")
     if isinstance(value, dict) and "fastsample" in value:
         return ", ".join(f"{k} {describe(v)}" for k, v in value.items() if k != "env")
     if isinstance(value, dict) and "points" in value:  # bench/minatar_train.py

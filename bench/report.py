@@ -405,7 +405,39 @@ class Report:
         return [f"## Every env: fastsample vs gymnasium SyncVectorEnv (num_envs = {s.table_n}, one core)", "",
                 *_table(["env", "fastsample steps/s", "min", "max", "SyncVectorEnv", "envpool "
                          f"({s.cores} threads)", "vs SyncVectorEnv", "vs envpool"], rows),
-                "", "fastsample runs in-process on one core; envpool uses its thread pool.", *self._minatar_note(rows)]
+                "", "fastsample runs in-process on one core; envpool uses its thread pool.", *self._minatar_note(rows),
+                *self._minatar_sizes()]
+
+    def _minatar_sizes(self) -> list[str]:
+        """MinAtar against the minatar package at several num_envs (bench/minatar_compare.py)."""
+        rows = []
+        for key, value in self.r.items():
+            if key[0] != "minatar_sizes":
+                continue
+            if not isinstance(value, dict) or "ratio_1" not in value:
+                status = value.status if isinstance(value, Measurement) else \
+                    value.get("status", "failed") if isinstance(value, dict) else str(value)
+                rows.append([key[1], str(key[2]), _short(status), "", "", "", "", ""])
+                continue
+
+            def ratio(label: str) -> str:
+                return f"**{value[label]:.0f}x** ({value[label + '_min']:.0f}-{value[label + '_max']:.0f}x)"
+
+            rows.append([key[1], str(value["num_envs"]), fmt_rate(value["fastsample"]), fmt_rate(value["package_n"]),
+                         ratio("ratio_n"), fmt_rate(value["package_1"]), ratio("ratio_1"),
+                         f"{value['fill_ns']:.1f} ns"])
+        if not rows:
+            return []
+        return ["### MinAtar per core against the `minatar` package, by num_envs", "",
+                *_table(["env", "num_envs", "fastsample steps/s", "package, num_envs envs", "vs that",
+                         "package, one env", "vs that", "writing the observation bytes alone"], rows),
+                "", "Each round times, back to back, fastsample (in-process, one core, `copy=True`, random actions, "
+                "NextStep autoreset), the package as `num_envs` `minatar.Environment`s stepped in a Python loop (as "
+                "in the Every env table) and the package as one env (`act()` + `state()` per step, `reset()` when "
+                "done), so all three see the same machine load; medians of the rates and of the rounds' ratios "
+                "(range in brackets). One package env is the package's best per step: its objects stay in the CPU "
+                "caches. The last column is NumPy's `fill(False)` of a batch of observations, per env: what writing "
+                "the observation bytes costs at that num_envs before any game logic.", ""]
 
     @staticmethod
     def _minatar_note(rows) -> list[str]:
