@@ -62,6 +62,40 @@ def assert_same(a, b, what: str) -> None:
         raise AssertionError(f"{what}: differ at {bad.tolist()}: gymnasium {a[tuple(bad[0])]!r} fastsample {b[tuple(bad[0])]!r}")
 
 
+def env_states(env) -> np.ndarray | None:
+    """``(num_envs, k)`` float64: each env's physical state, to compare beside the observations
+    (an observation cast to float32 hides a 1-ulp error in a float64 state until it grows).
+    A gymnasium ``SyncVectorEnv``: each env's ``unwrapped.state``; a fastsample in-process vector
+    env: its kernel's state rows, whose first ``k`` are gymnasium's ``state`` in its order for the
+    classic-control kernels; a recording (:class:`Replay`): the states recorded after the call
+    it last played. ``None`` where there is none (other envs, worker processes)."""
+    from fastsample.vector_env import NumbaVectorEnv
+
+    if isinstance(env, (Replay, _Recorder)):
+        return env.states
+    if isinstance(env, gym.vector.SyncVectorEnv):
+        states = [getattr(e.unwrapped, "state", None) for e in env.envs]
+        if any(x is None or np.ndim(x) != 1 for x in states):
+            return None
+        return np.array([np.asarray(x, dtype=np.float64) for x in states])
+    if type(env) is NumbaVectorEnv and env.kernel.id in STATE_KERNELS:
+        return env._state[:, :env.num_envs].T.copy()
+    return None
+
+
+# kernels whose first state rows are gymnasium's ``state`` (the others hold other things)
+STATE_KERNELS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1")
+
+
+def assert_same_states(ref, ours, what: str) -> None:
+    """Both sides' :func:`env_states` equal bit for bit (gymnasium's ``k`` values against our
+    first ``k`` rows), where both have them."""
+    want, got = env_states(ref), env_states(ours)
+    if want is None or got is None:
+        return
+    assert_same(want, got[:, :want.shape[1]], f"{what} state")
+
+
 def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed: int = 1,
                  reset_options: dict | None = None, sample_actions=None) -> dict:
     """Step ``ref`` (the truth) and ``ours`` with the same seeds and actions; assert equal bits.
@@ -80,6 +114,7 @@ def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed
     o_ref, i_ref = ref.reset(seed=seed, options=reset_options)
     o_fs, i_fs = ours.reset(seed=seed, options=reset_options)
     assert_same(o_ref, o_fs, "reset obs")
+    assert_same_states(ref, ours, "reset")
     assert i_ref == i_fs
     finished = terminated = truncated = partial = 0
     for t in range(steps):
@@ -87,11 +122,13 @@ def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed
             o_ref, _ = ref.reset(options=reset_options)
             o_fs, _ = ours.reset(options=reset_options)
             assert_same(o_ref, o_fs, f"step {t}: reset(seed=None) obs")
+            assert_same_states(ref, ours, f"step {t}: reset(seed=None)")
         elif t == 2 * steps // 3:
             seeds = [int(s) for s in mask_rng.integers(0, 2**31, num_envs)]
             o_ref, _ = ref.reset(seed=seeds, options=reset_options)
             o_fs, _ = ours.reset(seed=seeds, options=reset_options)
             assert_same(o_ref, o_fs, f"step {t}: reset(seed=list) obs")
+            assert_same_states(ref, ours, f"step {t}: reset(seed=list)")
         elif mode != "SameStep" and t % 97 == 50:
             mask = mask_rng.random(num_envs) < 0.3
             if mask.any():
@@ -99,11 +136,13 @@ def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed
                 o_ref, _ = ref.reset(options={**(reset_options or {}), "reset_mask": mask.copy()})
                 o_fs, _ = ours.reset(options={**(reset_options or {}), "reset_mask": mask.copy()})
                 assert_same(o_ref, o_fs, f"step {t}: reset_mask obs")
+                assert_same_states(ref, ours, f"step {t}: reset_mask")
         actions = sample()
         r_ref = ref.step(actions)
         r_fs = ours.step(actions)
         for name, a, b in zip(("obs", "rewards", "terminations", "truncations"), r_ref[:4], r_fs[:4]):
             assert_same(a, b, f"step {t}: {name}")
+        assert_same_states(ref, ours, f"step {t}:")
         info_ref, info_fs = r_ref[4], r_fs[4]
         assert info_ref.keys() == info_fs.keys(), f"step {t}: info keys {info_ref.keys()} != {info_fs.keys()}"
         if "final_obs" in info_ref:
@@ -121,6 +160,7 @@ def compare_runs(ref, ours, mode: str, steps: int, seed: int = 0, *, action_seed
             o_ref, _ = ref.reset(options={**(reset_options or {}), "reset_mask": done.copy()})
             o_fs, _ = ours.reset(options={**(reset_options or {}), "reset_mask": done.copy()})
             assert_same(o_ref, o_fs, f"step {t}: reset of finished envs")
+            assert_same_states(ref, ours, f"step {t}: reset of finished envs")
     return {"finished": finished, "terminated": terminated, "truncated": truncated, "partial_resets": partial}
 
 
@@ -316,15 +356,18 @@ class _Recorder:
         self.num_envs = env.num_envs
         self.action_space = env.action_space
         self.events: list[tuple] = []
+        self.states = None  # env_states after the last call
 
     def reset(self, *, seed=None, options=None):
         out = self.env.reset(seed=seed, options=copy.deepcopy(options))
-        self.events.append(("reset", copy.deepcopy((seed, options)), copy.deepcopy(out)))
+        self.states = env_states(self.env)
+        self.events.append(("reset", copy.deepcopy((seed, options)), copy.deepcopy(out), self.states))
         return out
 
     def step(self, actions):
         out = self.env.step(actions)
-        self.events.append(("step", np.array(actions, copy=True), copy.deepcopy(out)))
+        self.states = env_states(self.env)
+        self.events.append(("step", np.array(actions, copy=True), copy.deepcopy(out), self.states))
         return out
 
     def close(self):
@@ -358,10 +401,11 @@ class Replay:
         self.events = recording["events"]
         self.what = what
         self.at = 0
+        self.states = None  # env_states after the call last played
 
     def _next(self, kind: str, args):
         assert self.at < len(self.events), f"{self.what}: call {self.at} ({kind}) past the end of the recording"
-        rec_kind, rec_args, out = self.events[self.at]
+        rec_kind, rec_args, out, self.states = self.events[self.at]
         self.at += 1
         assert rec_kind == kind and _same_args(rec_args, args), (
             f"{self.what}: call {self.at - 1} is {kind}{args!r}, the recording's is {rec_kind}{rec_args!r}")

@@ -137,3 +137,42 @@ def test_replay_is_the_recorded_gymnasium_run_and_refuses_any_other(tmp_path):
     rep = replay()
     check.compare_runs(rep, ref, "NextStep", 90)
     rep.assert_finished()
+
+
+@pytest.mark.parametrize("reference", ["live", "recorded"])
+def test_a_one_ulp_state_error_fails_at_once(tmp_path, reference):
+    """The comparison covers each env's float64 state, not only its observation: CartPole's
+    float32 observation hides a 1-ulp error in a float64 velocity (it would show only once the
+    dynamics grew it), yet the run fails at the reset that made it, against gymnasium live and
+    against a recording of it."""
+    import gymnasium as gym
+    import fastsample
+
+    def gymnasium():
+        return gym.make_vec("CartPole-v1", 3, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": "NextStep"}, max_episode_steps=25)
+
+    if reference == "recorded":
+        path = str(tmp_path / "reference.pickle")
+        check.record_reference(path, sizes=(3,), modes=("NextStep",),
+                               cases=(check.Case("CartPole-v1", max_episode_steps=25, steps=90),))
+        import pickle
+
+        with open(path, "rb") as f:
+            recording = pickle.load(f)[("CartPole-v1", 3, "NextStep")]
+
+    def ref():
+        return check.Replay(recording, "CartPole-v1") if reference == "recorded" else gymnasium()
+
+    check.compare_runs(ref(), fastsample.make_vec("CartPole-v1", 3, max_episode_steps=25), "NextStep", 90)
+    ours = fastsample.make_vec("CartPole-v1", 3, max_episode_steps=25)
+    real_reset = ours.reset
+
+    def nudged_reset(**kwargs):
+        out = real_reset(**kwargs)
+        ours._state[1, 2] = np.nextafter(ours._state[1, 2], np.inf)  # env 2's x_dot, one ulp up
+        return out
+
+    ours.reset = nudged_reset
+    with pytest.raises(AssertionError, match=r"^reset state: differ at \[\[2, 1\]\]"):
+        check.compare_runs(ref(), ours, "NextStep", 90)
