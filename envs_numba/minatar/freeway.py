@@ -157,10 +157,11 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_LAST_ACTION, i] = a
     pos = np.int64(state[S_POS, i])
     move_timer = np.int64(state[S_MOVE_TIMER, i])
-    # selects on a step table, not branches on the (random) action
-    dy = C.MOVE_Y[a]
-    moves = (move_timer == 0) & (dy != 0)
-    pos = NEXT_POS[a * 10 + pos] if moves else pos
+    # selects and a table lookup made every step, not branches on the (random) action or on
+    # the chicken's timer (a select between a load and pos was a branch)
+    ready = move_timer == 0
+    moves = ready & (C.MOVE_Y[a] != 0)
+    pos = NEXT_POS[np.uint64((a if ready else C.NOOP) * 10 + pos)]  # a no-op's row is pos
     move_timer = PLAYER_SPEED if moves else move_timer
     reward = 0.0
     if pos == 0:
