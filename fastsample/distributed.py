@@ -299,4 +299,14 @@ def from_environment(device: str = "cpu", timeout_s: float = 60.0) -> Ranks:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=timeout_s))
+    _share_cores(int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     return Ranks(rank=rank, world_size=world, local_rank=local, backend=backend)
+
+
+def _share_cores(local_ranks: int) -> None:
+    """The compiled learner splits large updates over two threads; with fewer than two cores per
+    rank on this node, each rank computes both halves itself (the same results) rather than
+    oversubscribe the cores."""
+    from fastsample.learning import compiled
+
+    compiled.PARALLEL_HALVES = 2 * local_ranks <= len(os.sched_getaffinity(0))

@@ -199,6 +199,41 @@ def test_split_updates_are_reproducible(monkeypatch):
         np.testing.assert_array_equal(p, results[0])
 
 
+def test_halves_on_the_calling_thread_are_the_two_threads_results(monkeypatch):
+    """With PARALLEL_HALVES off (every core already has a rank of its own) the split halves run one
+    after the other on the calling thread, with no helper thread: the same parameters and actions,
+    bit for bit, as on two threads."""
+    import concurrent.futures
+
+    monkeypatch.setattr(compiled, "SPLIT_MIN", 128)
+    monkeypatch.setattr(compiled, "ACT_SPLIT_MIN", 64)
+    model, _, _ = make_pair(True)
+    b = np_batch(make_batch(model, 1024, seed=9))
+    obs = np.random.default_rng(4).normal(size=(301, 4)).astype(np.float32)
+    results = []
+    for parallel in (True, False):
+        monkeypatch.setattr(compiled, "PARALLEL_HALVES", parallel)
+        _, _, learner = make_pair(True, learning_rate=3e-3)
+        learner.update(dict(b), update_epochs=2, num_minibatches=4, rng=np.random.default_rng(0))
+        pool = learner._half["pool"]
+        assert isinstance(pool, concurrent.futures.ThreadPoolExecutor) == parallel
+        results.append((learner.params.copy(), learner.act(obs, greedy=True)))
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
+@pytest.mark.parametrize("local_ranks,cores,parallel", [(1, 2, True), (2, 2, False), (4, 16, True), (3, 4, False)])
+def test_ranks_share_the_cores(monkeypatch, local_ranks, cores, parallel):
+    """A node's ranks use the learner's second thread only where each rank has two cores."""
+    from fastsample import distributed
+
+    monkeypatch.setattr(compiled, "PARALLEL_HALVES", not parallel)
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    distributed._share_cores(local_ranks)
+    assert compiled.PARALLEL_HALVES == parallel
+
+
 OPTIONS = list(itertools.product([True, False], [True, False], [0.01, 0.0], [0.2, 1e6]))
 
 

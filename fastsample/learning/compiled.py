@@ -1054,6 +1054,31 @@ benchmark's sampling phase measured 2.2-2.7M env steps/s split against 1.5-1.8M 
 spare (with no core to spare a call took 3.6 ms split against 2.2 ms whole, at load 5)."""
 
 
+PARALLEL_HALVES: bool = True
+"""Whether the two halves of a split update or ``act()`` (:data:`SPLIT_MIN`, :data:`ACT_SPLIT_MIN`)
+run on two threads, or one after the other on the calling thread (the same results either way).
+:func:`fastsample.distributed.from_environment` turns it off when this node's ranks leave no core
+for a second thread each: on the 2-core machine, two ranks with a helper thread each ran the
+large batch at 0.66-0.84x of one rank."""
+
+
+class _Inline:
+    """The executor of :data:`PARALLEL_HALVES` off: each call runs at once, on the calling thread."""
+
+    class _Done:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    def submit(self, fn, *args):
+        return self._Done(fn(*args))
+
+    def shutdown(self) -> None:
+        pass
+
+
 def workspace_size(obs_dim: int, hidden: tuple[int, ...], action_dim: int, batch: int) -> int:
     widths = sum(hidden)
     maxw = max(1, action_dim, *hidden)
@@ -1271,7 +1296,8 @@ class CompiledPPOLearner:
             self._half = {"size": n, "grads": np.zeros_like(self.grads), "stats": np.zeros(ST_SIZE, np.float64),
                           "ws": np.zeros(workspace_size(self.obs_dim, self.hidden, self.action_dim, n), np.float32),
                           "wi": np.zeros(n, np.int64), "hp": np.zeros(HP_SIZE, np.float64),
-                          "pool": ThreadPoolExecutor(1, thread_name_prefix="fastsample-learner")}
+                          "pool": ThreadPoolExecutor(1, thread_name_prefix="fastsample-learner")
+                          if PARALLEL_HALVES else _Inline()}
         return self._half
 
     def _split_update(self, obs, actions, logprobs, advantages, returns, values, idx, optimise, grad_hook,
