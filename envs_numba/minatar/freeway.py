@@ -69,8 +69,7 @@ L1 = np.uint64(sum(1 << (LANE * k) for k in range(N_CARS)))  # bit 0 of every la
 # uint64 constants: numba turns an operation of a uint64 and an int64 into float64
 L7 = np.uint64(int(L1) * 7)
 L22 = np.uint64(int(L1) * 22)
-U0, U3, U5, U7, U8, U9, U10, U63 = (np.uint64(v) for v in (0, 3, 5, 7, 8, 9, 10, 63))
-U4 = np.uint64(4)
+U0, U3, U4, U5, U7, U8, U9, U10, U63 = (np.uint64(v) for v in (0, 3, 4, 5, 7, 8, 9, 10, 63))
 
 
 def _trail_tables():
@@ -124,14 +123,14 @@ def _write_obs(i, state, obs):
 def _randomize_cars(i, state, rng, tape):
     """8 speeds ``randint(1, 6)``, then 8 directions ``sign(rand() - 0.5)``; every car's timer
     set to its |speed|."""
-    timers = U0
+    sizes = U0  # the speeds' absolute values, one lane each
     for k in range(N_CARS):
-        timers |= np.uint64(1 + C.draw_int(rng, i, 5, tape)) << np.uint64(LANE * k)
+        sizes |= np.uint64(1 + C.draw_int(rng, i, 5, tape)) << np.uint64(LANE * k)
     speeds = U0
     for k in range(N_CARS):
         sh = np.uint64(LANE * k)
         u = C.draw_double(rng, i, tape) - 0.5
-        s = (timers >> sh) & U7
+        s = (sizes >> sh) & U7
         speed = s | U8 if u > 0.0 else (s if u < 0.0 else U0)
         speeds |= speed << sh
     state[S_CAR_SPEED, i] = np.int64(speeds)
