@@ -37,7 +37,9 @@ import math
 
 import numpy as np
 from gymnasium import spaces
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from envs_numba import rng as rng_mod
 from envs_numba.core import EnvKernel, parse_kwargs
@@ -86,6 +88,22 @@ def clear_obs(obs, base, size):
     start = np.uint64(base)
     for k in range(np.uint64(size)):
         obs[start + k] = False
+
+
+@intrinsic
+def store_8_bytes(typingctx, obs, at, value):
+    """``obs[at:at + 8] = value``'s little-endian bytes (each 0 or 1 in a bool array): one
+    unaligned 8-byte store (``at`` a uint64 index, ``value`` a uint64), with no array view (a
+    ``view`` in numba is a call, made per env it cost more than the stores)."""
+    sig = types.void(obs, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(args[2], ptr, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, inline="always")

@@ -54,9 +54,7 @@ two are drawn anyway and nothing spawns.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from envs_numba.minatar import _common as C
 
@@ -138,21 +136,6 @@ def _mark_tables():
 MARKS, MARKS_AT = _mark_tables()
 
 
-@intrinsic
-def _store_8_bytes(typingctx, obs, at, value):
-    """``obs[at:at + 8] = value``'s little-endian bytes: one unaligned 8-byte store into a
-    bool array (``at`` a uint64 index, ``value`` a uint64)."""
-    sig = types.void(obs, types.uint64, types.uint64)
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
-        builder.store(args[2], ptr, align=1)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     # Indices into obs are unsigned: numba wraps a negative signed index around, a compare and
@@ -165,7 +148,7 @@ def _write_obs(i, state, obs):
     v = np.uint64(np.int64(state[S_SLOTS, i]))
     for k in range(N_SLOTS):
         code = (v >> np.uint64(LANE * k)) & U_LANE_MASK
-        _store_8_bytes(obs, base + np.uint64(MARKS_AT[code + np.uint64(64 * k)]), MARKS[code])
+        C.store_8_bytes(obs, base + np.uint64(MARKS_AT[code + np.uint64(64 * k)]), MARKS[code])
     obs[base + np.uint64(np.int64(state[S_POS, i]) * N_CH)] = True
 
 

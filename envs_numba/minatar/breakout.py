@@ -80,11 +80,10 @@ def _write_obs(i, state, obs):
     base = i * OBS_SIZE  # obs: the batch's flat observation bytes (see _common)
     C.clear_obs(obs, base, 10 * N_CH)  # row 0
     C.clear_obs(obs, base + 40 * N_CH, 60 * N_CH)  # rows 4..9
-    words = obs.view(np.uint64)
-    first = (base + 10 * N_CH) // 8
+    first = np.uint64(base + 10 * N_CH)
     bricks = np.int64(state[S_BRICKS, i])
     for w in range(15):  # rows 1..3
-        words[first + w] = BRICK_WORDS[(bricks >> (2 * w)) & 3]
+        C.store_8_bytes(obs, first + np.uint64(8 * w), BRICK_WORDS[(bricks >> (2 * w)) & 3])
     ubase = np.uint64(base)  # unsigned indices: no wrap-around select per store (see asterix)
     obs[ubase + np.uint64((90 + np.int64(state[S_POS, i])) * N_CH)] = True
     obs[ubase + np.uint64((np.int64(state[S_BALL_Y, i]) * 10 + np.int64(state[S_BALL_X, i])) * N_CH + 1)] = True
