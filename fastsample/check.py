@@ -196,9 +196,11 @@ class _CellAsArray(gym.vector.VectorWrapper):
 class SingleEnvStack(gym.vector.VectorEnv):
     """``num_envs`` separate one-env fastsample vector envs of ``env_id``, env ``i`` seeded
     ``seed + i``, behaving as one vector env: the reference for kernels without a gymnasium
-    counterpart (the MinAtar games, checked against the ``minatar`` package by their own
-    tests). A batch must equal its envs run one at a time, whatever the batch size, the
-    autoreset mode and the CPU target."""
+    counterpart (the MinAtar games). The codegen matrix records it in the recording process
+    (the session's own CPU target, where ``tests/test_minatar_*_align.py`` check the games
+    against the ``minatar`` package) and every target's batch must equal that recording: a
+    miscompile that changed a game alike at every batch size would pass a comparison with the
+    target's own one-env runs."""
 
     def __init__(self, env_id: str, num_envs: int, mode: str, max_episode_steps: int | None = None, **env_kwargs):
         import fastsample
@@ -259,7 +261,7 @@ def _single_env_stack(env_id: str, **env_kwargs):
 
 
 def _minatar_case(env_id: str, **kwargs) -> "Case":
-    return Case(env_id, make_ref=_single_env_stack(env_id), ref_compiled=True, **_MINATAR_RUN, **kwargs)
+    return Case(env_id, make_ref=_single_env_stack(env_id), **_MINATAR_RUN, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,6 @@ class Case:
     env_kwargs: dict = field(default_factory=dict)
     sizes: tuple[int, ...] | None = None
     """``num_envs`` values to run (default: all of ``check_here``'s sizes)."""
-    ref_compiled: bool = False
-    """The reference is fastsample's own kernels (``SingleEnvStack``), compiled for the target
-    under test: it runs in each target's process and is never recorded (``record_reference``)."""
 
 
 def _frozen_lake(num_envs: int, mode: str, max_episode_steps: int):
@@ -328,7 +327,7 @@ def run_case(case: Case, num_envs: int, mode: str, seed: int = 0, reference: dic
     import fastsample
 
     key = (case.env_id, num_envs, mode)
-    if reference is not None and recordable(case):
+    if reference is not None:
         assert key in reference, f"{key}: not in the recorded reference"
         ref = Replay(reference[key], key)
     else:
@@ -437,19 +436,14 @@ def _same_args(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-def recordable(case: Case) -> bool:
-    return not case.ref_compiled
-
-
 def record_reference(path: str, sizes=SIZES, modes=MODES, cases=CASES, seed: int = 0) -> dict:
-    """Run gymnasium's side of every case ``run_case`` would run (those whose reference is not
-    compiled by numba) and pickle the recordings to ``path``, for ``check_here(reference=path)``
-    in other processes. Returns ``{"runs": count, "seconds": ...}``."""
+    """Run the reference side of every case ``run_case`` would run (gymnasium, or for the
+    MinAtar games their one-env runs, :class:`SingleEnvStack`) and pickle the recordings to
+    ``path``, for ``check_here(reference=path)`` in other processes. Returns ``{"runs": count,
+    "seconds": ...}``."""
     t0 = time.perf_counter()
     runs = {}
     for case in cases:
-        if not recordable(case):
-            continue
         for mode in modes:
             for n in sizes if case.sizes is None else [n for n in sizes if n in case.sizes]:
                 rec = _Recorder(_make_ref(case, n, mode))
@@ -553,7 +547,7 @@ def check_here(sizes=SIZES, modes=MODES, cases=CASES, reference: str | None = No
         for mode in modes:
             for n in sizes if case.sizes is None else [n for n in sizes if n in case.sizes]:
                 report["cases"] += 1
-                report["replayed"] += recordings is not None and recordable(case)
+                report["replayed"] += recordings is not None
                 try:
                     counts = run_case(case, n, mode, reference=recordings)
                 except AssertionError as e:

@@ -11,7 +11,9 @@ gymnasium's side of those runs does not depend on the target: one process record
 this session, before the targets start (``check.run_record``), and each target's process plays it
 back against its kernels (``check.Replay``: the same seeds, options and actions, call by call),
 instead of stepping gymnasium seven times over (~12 s of CPU each). The MinAtar cases' reference
-is fastsample's own one-env runs, compiled for the target, and runs in each target's process.
+is fastsample's own one-env runs, recorded the same way in the session's own target (where
+tests/test_minatar_*_align.py check the games against the ``minatar`` package): every target's
+batches must equal them, so a miscompile that changed a game alike at every batch size fails too.
 
 The target processes run one per core, together with the other modules' fresh-cache
 processes (``tests.support.job_results``): compiling from scratch is most of the time.
@@ -36,8 +38,9 @@ REFERENCE = "codegen-matrix:gymnasium-reference"
 
 
 def _record_reference() -> dict:
-    """gymnasium's side of every recordable case, recorded by a fresh process into a file that
-    lives until the session ends; ``{"path", "runs", "seconds"}``."""
+    """The reference side of every case (gymnasium's; the MinAtar games' one-env runs), recorded
+    by a fresh process into a file that lives until the session ends; ``{"path", "runs",
+    "seconds"}``."""
     tmp = tempfile.mkdtemp(prefix="fastsample-reference-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     path = os.path.join(tmp, "reference.pickle")
@@ -51,8 +54,9 @@ def _run_target(name: str, env: dict, reference: dict) -> dict:
     return check.run_target(name, env, ["--in-process", "--reference", reference["path"]])
 
 
-# ~14 s on one core here; every target waits for it
-support.register_job(REFERENCE, _record_reference, 14, __name__, "test_kernels_match_gymnasium_under_target")
+# ~15 s on one core here (~45 s when it compiles the MinAtar games into an empty numba cache);
+# every target waits for it
+support.register_job(REFERENCE, _record_reference, 30, __name__, "test_kernels_match_gymnasium_under_target")
 for _name, _env in TARGETS.items():
     # a target's check compiles every kernel and runs the MinAtar references (~24 s on one core here)
     support.register_job(f"codegen-matrix:{_name}", functools.partial(_run_target, _name, _env), 24,
@@ -78,8 +82,9 @@ def test_kernels_match_gymnasium_under_target(request, target):
     failures = "\n".join(report["failures"][:20])
     assert not report["failures"], f"{target} ({report.get('target')}):\n{failures}"
     assert report["cases"] == sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES)
-    # gymnasium's side of every case with a gymnasium counterpart came from this session's recording
-    recorded = sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES if check.recordable(c))
+    # the reference side of every case came from this session's recording (gymnasium's, and the
+    # MinAtar games' one-env runs in the session's own target)
+    recorded = sum(len(check.MODES) * len(c.sizes or check.SIZES) for c in check.CASES)
     assert recorded > 0 and report["replayed"] == recorded
     assert support.job_results(request, [REFERENCE])[REFERENCE]["runs"] == recorded
     ends = report["episode_ends"]
