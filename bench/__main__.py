@@ -94,7 +94,7 @@ def make_settings(args: argparse.Namespace) -> tuple[Any, list[str], list[str], 
     if quick:
         s.repeats, s.min_time = 5, 0.05
         s.table_n, s.sync_sweep_max = 1024, 256
-        s.minatar_sizes, s.minatar_seconds = [512], 1.0
+        s.minatar_sizes, s.minatar_seconds = [1024], 1.0
         s.train_iters, s.solve_seeds, s.solve_cap_s, s.sb3_sps_iters = 5, 1, 15.0, 20
     else:
         s.repeats, s.min_time = 7, 0.3

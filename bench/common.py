@@ -155,7 +155,7 @@ class Settings:
     torch_threads: int = 1
     small_n: int = 16  # Python-env peers that run one process per env
     table_n: int = 4096  # the all-envs table
-    minatar_sizes: list[int] = field(default_factory=lambda: [64, 512, 4096])  # MinAtar vs the package, by num_envs
+    minatar_sizes: list[int] = field(default_factory=lambda: [64, 1024, 4096])  # MinAtar vs the package, by num_envs
     minatar_seconds: float = 4.0  # per point of that table, both sides together
     table_envs: list[str] = field(default_factory=list)
     sweep_num_envs: list[int] = field(default_factory=list)
