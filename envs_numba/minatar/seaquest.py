@@ -358,29 +358,47 @@ def _enemy_fish(ent, i, cell, move_speed):
     return reward, terminal
 
 
-# The observation stores the first few elements of each list unconditionally (an element
-# past the list's end stores False into DUMMY_ROW, row 9, where no entity channel is ever set:
-# entities and bullets live in rows 0 to 8, and row 9 holds only the gauges, channels 7 and
-# 8), then the rest in a loop that random play rarely enters: a branch per element on whether
-# it exists, or a loop of random length, mispredicts about every other env.
+# The observation's entity marks: every list stores its first few elements unconditionally
+# (an element past the list's end stores False into DUMMY_ROW, row 9, where no entity
+# channel is ever set: entities and bullets live in rows 0 to 8, and row 9 holds only the
+# gauges, channels 7 and 8), then the rest in a loop that random play rarely enters: a branch
+# per element on whether it exists, or a loop of random length, mispredicts about every other
+# env. Each mark's byte offsets come from tables indexed by the element's cell and direction
+# (``code & 511``; 512 for an element past the end): CELL_AT is the cell's first byte, and
+# TRAIL_AT[t] the byte its trail marks in channel 3 for the list with trail channel index t, or,
+# with the trail off the screen, the element's own byte in its own channel (marked True anyway).
 DUMMY_ROW = 9
 FB_FIXED, EB_FIXED, FISH_FIXED, SUB_FIXED, DIV_FIXED = 2, 2, 3, 2, 2
+NO_ELEMENT = 512
+TRAIL_CHANNELS = (5, 6, 9)  # fish, subs, divers
+
+
+def _mark_tables():
+    cell_at = np.full(NO_ELEMENT + 1, DUMMY_ROW * 10 * N_CH, dtype=np.uint16)
+    trail_at = np.full((len(TRAIL_CHANNELS), NO_ELEMENT + 1), DUMMY_ROW * 10 * N_CH + 3, dtype=np.uint16)
+    for key in range(NO_ELEMENT):
+        x, y, d = key & 15, (key >> YB) & 15, (key >> DB) & 1
+        if x > 9 or y > 8:
+            continue
+        cell_at[key] = (y * 10 + x) * N_CH
+        back = x - 1 if d else x + 1
+        for t, ch in enumerate(TRAIL_CHANNELS):
+            trail_at[t, key] = (y * 10 + back) * N_CH + 3 if 0 <= back <= 9 else (y * 10 + x) * N_CH + ch
+    return cell_at, trail_at.reshape(-1)
+
+
+CELL_AT, TRAIL_AT = _mark_tables()
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _mark(obs, base, ent, i, lst, ch, trail, k, n):
     """Element ``k`` of a list of ``n`` (``k >= n``: none) in channel ``ch``, and with
-    ``trail`` the cell behind it in channel 3."""
+    ``trail`` (the list's index in TRAIL_CHANNELS, else -1) the cell behind it in channel 3."""
     valid = k < n
-    c = _get(ent, i, lst, k)
-    x = c & 15
-    row = base + np.uint64(((c >> YB) & 15) * 10 * N_CH)
-    dummy = base + np.uint64(DUMMY_ROW * 10 * N_CH)
-    obs[(row + np.uint64(x * N_CH + ch)) if valid else (dummy + np.uint64(ch))] = valid
-    if trail:  # fish, subs and divers (a compile-time constant at every call)
-        back = x - 1 if (c >> DB) & 1 else x + 1
-        shown = valid & (back >= 0) & (back <= 9)
-        obs[(row + np.uint64(back * N_CH + 3)) if shown else (dummy + np.uint64(3))] = shown
+    key = np.uint64(ent[lst + 1 + k, i] & 511) if valid else np.uint64(NO_ELEMENT)
+    obs[base + np.uint64(CELL_AT[key]) + np.uint64(ch)] = valid
+    if trail >= 0:  # fish, subs and divers (a compile-time constant at every call)
+        obs[base + np.uint64(TRAIL_AT[np.uint64(trail * (NO_ELEMENT + 1)) + key])] = valid
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -392,29 +410,50 @@ def _mark_list(obs, base, ent, i, lst, ch, trail, fixed):
         _mark(obs, base, ent, i, lst, ch, trail, k, n)
 
 
+# Row 9, the gauges, written whole (8 bytes a store) from a table: GAUGES[g, k] is the k-th of
+# 13 words (bytes 8 k on; the last at byte 92, overlapping the one before it) of row 9 with
+# oxygen gauge o (0 to 10 cells) and diver gauge d (0 to 6 divers), g = 7 o + d.
+GAUGE_AT = tuple(8 * k for k in range(12)) + (92,)
+
+
+def _gauge_table():
+    words = np.zeros((11 * 7, len(GAUGE_AT)), dtype=np.uint64)
+    for o in range(11):
+        for d in range(7):
+            row = np.zeros(10 * N_CH, dtype=np.uint8)
+            for x in range(10):
+                row[x * N_CH + 7] = x < o
+                row[x * N_CH + 8] = 9 - d <= x < 9
+            for k, at in enumerate(GAUGE_AT):
+                words[7 * o + d, k] = row[at:at + 8].view(np.uint64)[0]
+    return words.reshape(-1)
+
+
+GAUGES = _gauge_table()
+
+
 @njit(cache=True, _nrt=False, inline="always")
 def _write_obs(i, state, obs):
     # unsigned indices into obs: no wrap-around select per store (see asterix)
     base = np.uint64(i * OBS_SIZE)  # obs: the batch's flat observation bytes (see _common)
-    C.clear_obs(obs, base, OBS_SIZE)
+    C.clear_obs(obs, base, DUMMY_ROW * 10 * N_CH)  # rows 0 to 8; row 9 is written whole below
+    oxygen = max(0, np.int64(state[S_OXYGEN, i])) * 10 // MAX_OXYGEN
+    g = np.uint64((7 * oxygen + max(0, np.int64(state[S_DIVERS, i]))) * len(GAUGE_AT))
+    row9 = base + np.uint64(DUMMY_ROW * 10 * N_CH)
+    for k in range(len(GAUGE_AT)):
+        C.store_8_bytes(obs, row9 + np.uint64(min(8 * k, 92)), GAUGES[g + np.uint64(k)])
     sx = np.int64(state[S_SX, i])
     sy = np.int64(state[S_SY, i])
     row = base + np.uint64(sy * 10 * N_CH)
     obs[row + np.uint64(sx * N_CH)] = True
     back = sx - 1 if state[S_OR, i] != 0.0 else sx + 1
     obs[row + np.uint64((back + 10 if back < 0 else back) * N_CH + 1)] = True  # -1 wraps, as a numpy index
-    # the gauges, every cell of row 9 stored (no loop of random length)
-    oxygen = max(0, np.int64(state[S_OXYGEN, i])) * 10 // MAX_OXYGEN
-    first_diver = 9 - np.int64(state[S_DIVERS, i])
-    for x in range(10):
-        obs[base + np.uint64((90 + x) * N_CH + 7)] = x < oxygen
-        obs[base + np.uint64((90 + x) * N_CH + 8)] = (x >= first_diver) & (x < 9)
     ent = state.view(np.int64)
-    _mark_list(obs, base, ent, i, FB, 2, False, FB_FIXED)
-    _mark_list(obs, base, ent, i, EB, 4, False, EB_FIXED)
-    _mark_list(obs, base, ent, i, FISH, 5, True, FISH_FIXED)
-    _mark_list(obs, base, ent, i, SUB, 6, True, SUB_FIXED)
-    _mark_list(obs, base, ent, i, DIV, 9, True, DIV_FIXED)
+    _mark_list(obs, base, ent, i, FB, 2, -1, FB_FIXED)
+    _mark_list(obs, base, ent, i, EB, 4, -1, EB_FIXED)
+    _mark_list(obs, base, ent, i, FISH, 5, 0, FISH_FIXED)
+    _mark_list(obs, base, ent, i, SUB, 6, 1, SUB_FIXED)
+    _mark_list(obs, base, ent, i, DIV, 9, 2, DIV_FIXED)
 
 
 @njit(cache=True, _nrt=False)
