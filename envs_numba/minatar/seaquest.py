@@ -91,9 +91,10 @@ SHOT_COOL_DOWN = 5
 ENEMY_SHOT_INTERVAL = 10
 DIVER_MOVE_INTERVAL = 5
 
-# scalar state rows
-(S_OXYGEN, S_DIVERS, S_SX, S_SY, S_OR, S_E_SPAWN_SPEED, S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_MOVE_SPEED,
- S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION) = range(13)
+# scalar state rows; S_SUB holds an int64 (read through the int64 view, like the lists): the
+# sub's cell and orientation packed as a list element's code (x, y, direction: 1 facing right)
+(S_OXYGEN, S_DIVERS, S_SUB, S_E_SPAWN_SPEED, S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_MOVE_SPEED,
+ S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION) = range(11)
 
 # Entity lists: a count row, then ``cap`` rows, element k in row base + 1 + k. An element is one
 # integer packing the reference's list ``[x, y, direction, move timer, shot timer]``: x in bits
@@ -107,7 +108,7 @@ DIVER_MOVE_INTERVAL = 5
 XB, YB, DB, TB, SB = 0, 4, 8, 9, 13
 CELL = 255
 FB_CAP, EB_CAP, FISH_CAP, SUB_CAP, DIV_CAP = 4, 64, 48, 48, 6
-FB = 13
+FB = 11
 EB = FB + 1 + FB_CAP
 FISH = EB + 1 + EB_CAP
 SUB = FISH + 1 + FISH_CAP
@@ -390,6 +391,27 @@ def _mark_tables():
 CELL_AT, TRAIL_AT = _mark_tables()
 
 
+def _sub_tables():
+    """SUB_NEXT[a * 512 + code]: the sub's code after action a (moves clamped to the screen,
+    left and right turn it); SUB_BACK[code]: its back's byte (column -1 wraps to 9, as a numpy
+    index)."""
+    nxt = np.zeros(6 * 512, dtype=np.int64)
+    back_at = np.zeros(512, dtype=np.uint16)
+    for code in range(512):
+        x, y, d = code & 15, (code >> YB) & 15, (code >> DB) & 1
+        for a in range(6):
+            nx = min(max(x + int(C.MOVE_X[a]), 0), 9)
+            ny = min(max(y + int(C.MOVE_Y[a]), 0), 8)
+            nd = 0 if a == C.LEFT else (1 if a == C.RIGHT else d)
+            nxt[a * 512 + code] = _code.py_func(nx, ny, nd, 0, 0) if x <= 9 and y <= 8 else code
+        back = x - 1 if d else x + 1
+        back_at[code] = min((y * 10 + (back + 10 if back < 0 else back)) * N_CH + 1, OBS_SIZE - 1)
+    return nxt, back_at
+
+
+SUB_NEXT, SUB_BACK = _sub_tables()
+
+
 @njit(cache=True, _nrt=False, inline="always")
 def _mark(obs, base, ent, i, lst, ch, trail, k, n):
     """Element ``k`` of a list of ``n`` (``k >= n``: none) in channel ``ch``, and with
@@ -442,13 +464,10 @@ def _write_obs(i, state, obs):
     row9 = base + np.uint64(DUMMY_ROW * 10 * N_CH)
     for k in range(len(GAUGE_AT)):
         C.store_8_bytes(obs, row9 + np.uint64(min(8 * k, 92)), GAUGES[g + np.uint64(k)])
-    sx = np.int64(state[S_SX, i])
-    sy = np.int64(state[S_SY, i])
-    row = base + np.uint64(sy * 10 * N_CH)
-    obs[row + np.uint64(sx * N_CH)] = True
-    back = sx - 1 if state[S_OR, i] != 0.0 else sx + 1
-    obs[row + np.uint64((back + 10 if back < 0 else back) * N_CH + 1)] = True  # -1 wraps, as a numpy index
     ent = state.view(np.int64)
+    sub = np.uint64(ent[S_SUB, i] & 511)
+    obs[base + np.uint64(CELL_AT[sub])] = True
+    obs[base + np.uint64(SUB_BACK[sub])] = True
     _mark_list(obs, base, ent, i, FB, 2, -1, FB_FIXED)
     _mark_list(obs, base, ent, i, EB, 4, -1, EB_FIXED)
     _mark_list(obs, base, ent, i, FISH, 5, 0, FISH_FIXED)
@@ -460,9 +479,7 @@ def _write_obs(i, state, obs):
 def _reset_env(i, state, rng, params, obs, tape):
     state[S_OXYGEN, i] = MAX_OXYGEN
     state[S_DIVERS, i] = 0
-    state[S_SX, i] = 5
-    state[S_SY, i] = 0
-    state[S_OR, i] = 0
+    state.view(np.int64)[S_SUB, i] = _code(5, 0, 0, 0, 0)  # column 5, the surface, facing left
     state[S_E_SPAWN_SPEED, i] = INIT_SPAWN_SPEED
     state[S_E_SPAWN_TIMER, i] = INIT_SPAWN_SPEED
     state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
@@ -509,19 +526,15 @@ def _step_env(i, action, state, rng, params, obs, tape):
         _append(ent, i, U(DIV), U(DIV_CAP), _code(9 - 9 * right, y, right, DIVER_MOVE_INTERVAL, 0))
         state[S_D_SPAWN_TIMER, i] = DIVER_SPAWN_SPEED
 
-    sx = np.int64(state[S_SX, i])
-    sy = np.int64(state[S_SY, i])
+    sub = ent[S_SUB, i]
     if a == C.FIRE and state[S_SHOT_TIMER, i] == 0:
-        _append(ent, i, U(FB), U(FB_CAP), _code(sx, sy, np.int64(state[S_OR, i]), 0, 0))
+        _append(ent, i, U(FB), U(FB_CAP), sub)  # a bullet from the sub's cell, facing its way
         state[S_SHOT_TIMER, i] = SHOT_COOL_DOWN
-    # moves from a step table and selects, not branches on the (random) action
-    orientation = state[S_OR, i]
-    state[S_OR, i] = 0.0 if a == C.LEFT else (1.0 if a == C.RIGHT else orientation)
-    sx = min(max(sx + C.MOVE_X[a], 0), 9)
-    sy = min(max(sy + C.MOVE_Y[a], 0), 8)
-    state[S_SX, i] = sx
-    state[S_SY, i] = sy
-    cell = sx | (sy << YB)
+    # the move from a per-(action, code) table, not branches on the (random) action
+    sub = SUB_NEXT[a * 512 + (sub & 511)]
+    ent[S_SUB, i] = sub
+    cell = sub & CELL
+    sy = (sub >> YB) & 15
     move_speed = np.int64(state[S_MOVE_SPEED, i])
 
     reward += _agent_bullets(ent, i)
