@@ -221,7 +221,9 @@ def game_kernels(name: str, game: str, channels: tuple[str, ...], state_dim: int
     state column alone: a MinAtar observation is a function of the state
     (``tests/test_minatar_engine.py`` checks it after every step and reset), so a vector env
     rebuilds the observations of envs it did not step instead of keeping a private copy of the
-    latest ones."""
+    latest ones. Each game file defines its own (the same few lines around its ``_write_obs``):
+    one made here by a factory would be a closure, which numba's disk cache never reuses, so
+    every process would compile it again."""
     def kernel(version: str, action_set: tuple[int, ...]) -> EnvKernel:
         env_id = f"MinAtar-{name}-{version}"
         return EnvKernel(
