@@ -11,6 +11,7 @@ exactly the outcomes the reference drew, in the same order.
 from __future__ import annotations
 
 import collections
+import copy
 
 import gymnasium as gym
 import numpy as np
@@ -95,7 +96,9 @@ class Pair:
         self.check_obs(what)
         return self.obs[0]
 
-    def step(self, action: int, what: str):
+    def step(self, action: int, what: str, counted: bool = True):
+        """Both sides' step; ``counted=False`` for one after the episode's end (not in the
+        totals)."""
         wanted = self.action_set[action]
         r_ref, done_ref = self.ref.act(wanted)
         outcomes, tape = self._tape()
@@ -105,9 +108,23 @@ class Pair:
         assert float(r) == float(r_ref), f"{what}: reward {r} != reference {r_ref}"
         assert bool(t) == bool(done_ref), f"{what}: terminal {t} != reference {done_ref}"
         self.check_obs(what)
-        self.steps += 1
-        self.sticky_repeats += self.ref.last_action != wanted
+        self.steps += counted
+        self.sticky_repeats += counted and self.ref.last_action != wanted
         return float(r), bool(t)
+
+    def after_end(self, what: str, check_state=None) -> None:
+        """Step the finished game twice more on both sides and compare: the reference's
+        ``act`` on a finished game only draws its sticky action (reward 0, terminal again,
+        the same observation), and so must ours. Both sides are put back afterwards, so the
+        run's random streams go on as if these steps had not been taken."""
+        saved = copy.deepcopy((self.ref, self.rec)), self.state.copy(), self.rng.copy(), self.obs.copy()
+        for k in range(2):
+            step = f"{what}, step {k} after its end"
+            r, again = self.step(k % len(self.action_set), step, counted=False)
+            assert r == 0.0 and again, step
+            if check_state is not None:
+                check_state(self.ref.env, self.state, step)
+        (self.ref, self.rec), self.state, self.rng, self.obs = saved
 
     def check_obs(self, what: str) -> None:
         want = self.ref.state()
@@ -155,6 +172,7 @@ def run_episodes(game: str, env_id: str, policy, *, episodes: int, seed: int, st
             totals["max_ramp"] = max(totals["max_ramp"], ramp or 0)
             if done:
                 totals["terminated"] += 1
+                pair.after_end(f"episode {ep}", check_state)
                 break
         totals["episodes"] += 1
         totals["return"] += ret

@@ -2,6 +2,8 @@
 exactly what the in-process env returns, in every autoreset mode; and every observation is a
 function of the env's state (``kernel.observe`` rebuilds it)."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,44 @@ def test_observation_is_a_function_of_the_state(env_id, mode):
             obs, *_ = env.step(rng.integers(0, env.single_action_space.n, 9))
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_raw_kernel_leaves_finished_envs_as_they_were(env_id):
+    """The batched kernels stepping envs whose episodes are over (a raw kernel call; the vector
+    env resets them first) do what the reference's ``act`` does to a finished game: one
+    sticky-action draw, reward 0, terminal again, observation and game state unchanged; and
+    no write lands outside the env's own observation bytes (the guard envs around the batch
+    stay False)."""
+    from envs_numba import core
+
+    env = fastsample.make_vec(env_id, 16, seed=0, copy=False)
+    kernel, params = env.kernel, env._params
+    n = 16
+    rng = env._rng.copy()
+    state = np.zeros((kernel.state_dim, core.state_columns(n)))
+    guarded = np.zeros((n + 2, *kernel.observation_space.shape), dtype=np.bool_)
+    obs = guarded[1:n + 1]
+    everyone = np.ones(n, dtype=np.bool_)
+    rewards, terminated = np.zeros(n), np.zeros(n, dtype=np.bool_)
+    kernel.reset(everyone, state, rng, None, params, obs)
+    actions = np.random.default_rng(1)
+    ended = np.zeros(n, dtype=np.bool_)
+    last_action = importlib.import_module(f"envs_numba.minatar.{kernel.extra['game']}").S_LAST_ACTION
+    for t in range(3000):  # Freeway's episodes end after 2500 steps
+        if ended.all() and t % 50 == 0:
+            break
+        before_state, before_obs, before_rng = state.copy(), obs.copy(), rng.copy()
+        kernel.step(everyone, actions.integers(0, kernel.action_space.n, n), state, rng, params, obs, rewards,
+                    terminated)
+        assert not guarded[0].any() and not guarded[-1].any(), f"step {t}: a write outside the batch"
+        assert np.all(terminated[ended]) and np.all(rewards[ended] == 0.0)
+        np.testing.assert_array_equal(obs[ended], before_obs[ended])
+        # the game state stays; only the sticky draw moves: the stream and the remembered action
+        kept = np.ones(state.shape[0], dtype=bool)
+        kept[last_action] = False
+        np.testing.assert_array_equal(state[kept][:, :n][:, ended], before_state[kept][:, :n][:, ended])
+        assert np.all(np.any(rng[ended] != before_rng[ended], axis=1)), "a finished env drew no sticky action"
+        ended |= terminated
+    assert ended.all(), "some episodes did not end: nothing tested for them"
+    env.close()

@@ -10,6 +10,8 @@ Every game file follows the same shape:
   with a float64 ``tape`` they read the next recorded outcome instead, so the tests can feed
   the outcomes the ``minatar`` package drew (its ``RandomState``) and compare step by step.
   Numba compiles the two cases separately (``tape is None`` is decided at compile time).
+* Each game keeps ``S_TERMINAL``, written by every step: a step of a finished env does what the
+  reference does to a finished game (:func:`ended`).
 * ``obs`` in these one-env functions is the whole batch's observation buffer as one flat bool
   array (``obs.reshape(obs.size)``, made once per kernel call: making a view of it per env
   costs more than writing the observation, in atomic reference counting). Env ``i``'s cell
@@ -118,6 +120,20 @@ def sticky_action(i, action, state, row_last, rng, params, tape):
         a = np.int64(state[row_last, i])
     state[row_last, i] = a
     return a
+
+
+@njit(cache=True, inline="always")
+def ended(i, action, state, row_last, row_terminal, rng, params, tape):
+    """Whether env ``i``'s episode is over (``state[row_terminal, i]``, written by every step).
+    If so, this is its step: what the reference's ``Environment.act`` does to a finished game,
+    the sticky-action draw and nothing else (reward 0, terminal again, the state as it was).
+    Only a raw kernel call meets a finished env (the vector env resets it first); without this
+    a game would go on from its final state, where Breakout's ball is already below the screen
+    and the next observation write lands outside the env's bytes."""
+    if state[row_terminal, i] == 0.0:
+        return False
+    sticky_action(i, action, state, row_last, rng, params, tape)
+    return True
 
 
 def make_params_for(env_id: str, action_set: tuple[int, ...], kwargs: dict) -> np.ndarray:

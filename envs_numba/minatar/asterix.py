@@ -69,8 +69,8 @@ N_SLOTS = 8  # one entity per row 1..8
 
 # state rows
 (S_POS, S_SPAWN_SPEED, S_SPAWN_TIMER, S_MOVE_SPEED, S_MOVE_TIMER, S_RAMP_TIMER, S_RAMP,
- S_LAST_ACTION, S_SLOTS) = range(9)
-STATE_DIM = 9
+ S_LAST_ACTION, S_SLOTS, S_TERMINAL) = range(10)
+STATE_DIM = 10
 # S_POS: the player's cell, row * 10 + column
 # S_SLOTS: the 8 entity slots packed in one integer (< 2**48, exact in a float64), slot k in
 # bits 6k..6k+5: bits 0-3 the column plus one (0: the slot is empty, and then so is the whole
@@ -162,11 +162,15 @@ def _reset_env(i, state, rng, params, obs, tape):
     state[S_RAMP_TIMER, i] = RAMP_INTERVAL
     state[S_RAMP, i] = 0
     state[S_SLOTS, i] = 0
+    state[S_TERMINAL, i] = 0
     _write_obs(i, state, obs)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
+        _write_obs(i, state, obs)
+        return 0.0, True
     # sticky action (as C.sticky_action) with a select, not a branch, on the draw
     mapped = np.int64(params[C.P_ACTION_MAP + action])
     last = np.int64(state[S_LAST_ACTION, i])
@@ -236,6 +240,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_SPAWN_TIMER, i] = spawn_timer
     state[S_MOVE_TIMER, i] = move_timer
     state[S_POS, i] = pos
+    state[S_TERMINAL, i] = terminal
     _write_obs(i, state, obs)
     return reward, terminal
 

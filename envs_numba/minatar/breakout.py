@@ -57,8 +57,8 @@ MINIMAL_ACTIONS = (C.NOOP, C.LEFT, C.RIGHT)
 
 # state rows (integers stored as float64). Bricks only ever exist in rows 1..3: a 30-bit
 # mask, bit 10 * (row - 1) + column.
-S_BALL_X, S_BALL_Y, S_DIR, S_POS, S_STRIKE, S_LAST_X, S_LAST_Y, S_BRICKS, S_LAST_ACTION = range(9)
-STATE_DIM = 9
+S_BALL_X, S_BALL_Y, S_DIR, S_POS, S_STRIKE, S_LAST_X, S_LAST_Y, S_BRICKS, S_LAST_ACTION, S_TERMINAL = range(10)
+STATE_DIM = 10
 FULL_BRICKS = (1 << 30) - 1
 
 # ball directions: 0 up-left, 1 up-right, 2 down-right, 3 down-left
@@ -102,11 +102,15 @@ def _reset_env(i, state, rng, params, obs, tape):
     state[S_LAST_X, i] = x
     state[S_LAST_Y, i] = 3
     state[S_BRICKS, i] = FULL_BRICKS
+    state[S_TERMINAL, i] = 0
     _write_obs(i, state, obs)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
+        _write_obs(i, state, obs)
+        return 0.0, True
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
     pos = min(max(pos + C.MOVE_X[a], 0), 9)  # no branch on the (random) action
@@ -155,6 +159,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_DIR, i] = d
     state[S_BRICKS, i] = bricks
     state[S_STRIKE, i] = 1.0 if strike else 0.0
+    state[S_TERMINAL, i] = terminal
     _write_obs(i, state, obs)
     return reward, terminal
 

@@ -61,8 +61,8 @@ N_CARS = 8
 # each S_CAR_ row (8 lanes of 6 bits, < 2**48: exact in a float64). S_CAR_X: its column;
 # S_CAR_TIMER: its move timer; S_CAR_SPEED: |speed| in bits 0-2, bit 3 set when it moves right
 # (speed > 0; a car of speed 0 has |speed| 0 and moves left).
-S_POS, S_MOVE_TIMER, S_TERM_TIMER, S_LAST_ACTION, S_CAR_X, S_CAR_TIMER, S_CAR_SPEED = range(7)
-STATE_DIM = 7
+S_POS, S_MOVE_TIMER, S_TERM_TIMER, S_LAST_ACTION, S_CAR_X, S_CAR_TIMER, S_CAR_SPEED, S_TERMINAL = range(8)
+STATE_DIM = 8
 LANE = 6
 DIR_BIT = 8
 L1 = np.uint64(sum(1 << (LANE * k) for k in range(N_CARS)))  # bit 0 of every lane
@@ -144,11 +144,15 @@ def _reset_env(i, state, rng, params, obs, tape):
     state[S_POS, i] = 9
     state[S_MOVE_TIMER, i] = PLAYER_SPEED
     state[S_TERM_TIMER, i] = TIME_LIMIT
+    state[S_TERMINAL, i] = 0
     _write_obs(i, state, obs)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
+        _write_obs(i, state, obs)
+        return 0.0, True
     # sticky action (as C.sticky_action) with a select, not a branch, on the draw
     mapped = np.int64(params[C.P_ACTION_MAP + action])
     last = np.int64(state[S_LAST_ACTION, i])
@@ -189,8 +193,10 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_MOVE_TIMER, i] = move_timer - 1 if move_timer > 0 else 0
     term_timer = state[S_TERM_TIMER, i] - 1
     state[S_TERM_TIMER, i] = term_timer
+    terminal = term_timer < 0
+    state[S_TERMINAL, i] = terminal
     _write_obs(i, state, obs)
-    return reward, term_timer < 0
+    return reward, terminal
 
 
 @njit(cache=True, _nrt=False)

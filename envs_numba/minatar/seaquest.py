@@ -94,7 +94,7 @@ DIVER_MOVE_INTERVAL = 5
 # scalar state rows; S_SUB holds an int64 (read through the int64 view, like the lists): the
 # sub's cell and orientation packed as a list element's code (x, y, direction: 1 facing right)
 (S_OXYGEN, S_DIVERS, S_SUB, S_E_SPAWN_SPEED, S_E_SPAWN_TIMER, S_D_SPAWN_TIMER, S_MOVE_SPEED,
- S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION) = range(11)
+ S_RAMP, S_SHOT_TIMER, S_SURFACE, S_LAST_ACTION, S_TERMINAL) = range(12)
 
 # Entity lists: a count row, then ``cap`` rows, element k in row base + 1 + k. An element is one
 # integer packing the reference's list ``[x, y, direction, move timer, shot timer]``: x in bits
@@ -108,7 +108,7 @@ DIVER_MOVE_INTERVAL = 5
 XB, YB, DB, TB, SB = 0, 4, 8, 9, 13
 CELL = 255
 FB_CAP, EB_CAP, FISH_CAP, SUB_CAP, DIV_CAP = 4, 64, 48, 48, 6
-FB = 11
+FB = 12
 EB = FB + 1 + FB_CAP
 FISH = EB + 1 + EB_CAP
 SUB = FISH + 1 + FISH_CAP
@@ -489,6 +489,7 @@ def _reset_env(i, state, rng, params, obs, tape):
     state[S_SURFACE, i] = 1
     for base in (FB, EB, FISH, SUB, DIV):
         state[base, i] = 0
+    state[S_TERMINAL, i] = 0
     _write_obs(i, state, obs)
 
 
@@ -513,6 +514,9 @@ def _spawn_enemy(i, state, rng, tape):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
+        _write_obs(i, state, obs)
+        return 0.0, True
     ent = state.view(np.int64)  # the entity lists' rows (see LISTS)
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     reward = 0.0
@@ -576,6 +580,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
                 if spawn_speed > 1:
                     state[S_E_SPAWN_SPEED, i] = spawn_speed - 1
                 state[S_RAMP, i] = ramp + 1
+    state[S_TERMINAL, i] = terminal
     _write_obs(i, state, obs)
     return reward, terminal
 

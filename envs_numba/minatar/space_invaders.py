@@ -64,8 +64,8 @@ ENEMY_SHOT_INTERVAL = 10
 WAVE_ROW = 0b0011111100  # columns 2..7
 
 # state rows. The three 10x10 maps are stored as one 10-bit mask per row (bit x = column x).
-S_POS, S_DIR, S_MOVE_INTERVAL, S_MOVE_TIMER, S_SHOT_TIMER_ALIEN, S_RAMP, S_SHOT_TIMER, S_LAST_ACTION = range(8)
-S_ALIEN = 8
+S_POS, S_DIR, S_MOVE_INTERVAL, S_MOVE_TIMER, S_SHOT_TIMER_ALIEN, S_RAMP, S_SHOT_TIMER, S_LAST_ACTION, S_TERMINAL = range(9)
+S_ALIEN = 9
 S_FB = S_ALIEN + 10  # friendly bullets
 S_EB = S_FB + 10  # enemy bullets
 STATE_DIM = S_EB + 10
@@ -118,11 +118,15 @@ def _reset_env(i, state, rng, params, obs, tape):
         state[S_ALIEN + y, i] = WAVE_ROW if y < 4 else 0
         state[S_FB + y, i] = 0
         state[S_EB + y, i] = 0
+    state[S_TERMINAL, i] = 0
     _write_obs(i, state, obs)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
+    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
+        _write_obs(i, state, obs)
+        return 0.0, True
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
     pos = np.int64(state[S_POS, i])
     shot_timer = np.int64(state[S_SHOT_TIMER, i])
@@ -207,6 +211,7 @@ def _step_env(i, action, state, rng, params, obs, tape):
     state[S_MOVE_INTERVAL, i] = interval
     state[S_DIR, i] = d
     state[S_POS, i] = pos
+    state[S_TERMINAL, i] = terminal
     _write_obs(i, state, obs)
     return reward, terminal
 
