@@ -10,8 +10,12 @@ Every game file follows the same shape:
   with a float64 ``tape`` they read the next recorded outcome instead, so the tests can feed
   the outcomes the ``minatar`` package drew (its ``RandomState``) and compare step by step.
   Numba compiles the two cases separately (``tape is None`` is decided at compile time).
-* Each game keeps ``S_TERMINAL``, written by every step: a step of a finished env does what the
-  reference does to a finished game (:func:`ended`).
+* ``_step_env`` draws the sticky action (:func:`sticky_action`) and then, unless the episode is
+  over, plays the step. Each game keeps ``S_TERMINAL``: stepped again, a finished game does what
+  the reference's ``act`` does to one, the draw and nothing else (reward 0, terminal again, state
+  and observation left as they are). Only a raw kernel call meets a finished env (the vector env
+  resets it first); without this a game went on from its final state, where Breakout's ball is
+  already below the screen and its next observation write landed outside the env's bytes.
 * ``obs`` in these one-env functions is the whole batch's observation buffer as one flat bool
   array (``obs.reshape(obs.size)``, made once per kernel call: making a view of it per env
   costs more than writing the observation, in atomic reference counting). Env ``i``'s cell
@@ -111,29 +115,16 @@ def store_8_bytes(typingctx, obs, at, value):
 @njit(cache=True, inline="always")
 def sticky_action(i, action, state, row_last, rng, params, tape):
     """``Environment.act``'s sticky actions: map the agent's action index to a minatar action,
-    draw one ``rand()`` (every step, whatever the probability), and with probability
-    ``sticky_action_prob`` repeat the previous action instead. The previous action lives in
-    ``state[row_last, i]``, which resets never touch: as in the reference, it carries over from
-    one episode to the next (0, no-op, before the first step)."""
-    a = np.int64(params[P_ACTION_MAP + action])
-    if draw_double(rng, i, tape) < params[P_STICKY]:
-        a = np.int64(state[row_last, i])
+    draw one ``rand()`` (every step, whatever the probability, and on a finished game too), and
+    with probability ``sticky_action_prob`` repeat the previous action instead (a select, not a
+    branch on the draw, which is random). The previous action lives in ``state[row_last, i]``,
+    which resets never touch: as in the reference, it carries over from one episode to the next
+    (0, no-op, before the first step)."""
+    mapped = np.int64(params[P_ACTION_MAP + action])
+    last = np.int64(state[row_last, i])
+    a = last if draw_double(rng, i, tape) < params[P_STICKY] else mapped
     state[row_last, i] = a
     return a
-
-
-@njit(cache=True, inline="always")
-def ended(i, action, state, row_last, row_terminal, rng, params, tape):
-    """Whether env ``i``'s episode is over (``state[row_terminal, i]``, written by every step).
-    If so, this is its step: what the reference's ``Environment.act`` does to a finished game,
-    the sticky-action draw and nothing else (reward 0, terminal again, the state as it was).
-    Only a raw kernel call meets a finished env (the vector env resets it first); without this
-    a game would go on from its final state, where Breakout's ball is already below the screen
-    and the next observation write lands outside the env's bytes."""
-    if state[row_terminal, i] == 0.0:
-        return False
-    sticky_action(i, action, state, row_last, rng, params, tape)
-    return True
 
 
 def make_params_for(env_id: str, action_set: tuple[int, ...], kwargs: dict) -> np.ndarray:

@@ -168,14 +168,9 @@ def _reset_env(i, state, rng, params, obs, tape):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
-    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
-        _write_obs(i, state, obs)
+    a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    if state[S_TERMINAL, i] != 0.0:  # a finished game: the draw is all (see _common)
         return 0.0, True
-    # sticky action (as C.sticky_action) with a select, not a branch, on the draw
-    mapped = np.int64(params[C.P_ACTION_MAP + action])
-    last = np.int64(state[S_LAST_ACTION, i])
-    a = last if C.draw_double(rng, i, tape) < params[C.P_STICKY] else mapped
-    state[S_LAST_ACTION, i] = a
     v = np.uint64(np.int64(state[S_SLOTS, i]))
     spawn_timer = np.int64(state[S_SPAWN_TIMER, i])
     spawn_speed = np.int64(state[S_SPAWN_SPEED, i])

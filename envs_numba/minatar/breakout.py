@@ -108,10 +108,9 @@ def _reset_env(i, state, rng, params, obs, tape):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
-    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
-        _write_obs(i, state, obs)
-        return 0.0, True
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    if state[S_TERMINAL, i] != 0.0:  # a finished game: the draw is all (see _common)
+        return 0.0, True
     pos = np.int64(state[S_POS, i])
     pos = min(max(pos + C.MOVE_X[a], 0), 9)  # no branch on the (random) action
     x = np.int64(state[S_BALL_X, i])

@@ -514,11 +514,10 @@ def _spawn_enemy(i, state, rng, tape):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _step_env(i, action, state, rng, params, obs, tape):
-    if C.ended(i, action, state, S_LAST_ACTION, S_TERMINAL, rng, params, tape):
-        _write_obs(i, state, obs)
-        return 0.0, True
     ent = state.view(np.int64)  # the entity lists' rows (see LISTS)
     a = C.sticky_action(i, action, state, S_LAST_ACTION, rng, params, tape)
+    if state[S_TERMINAL, i] != 0.0:  # a finished game: the draw is all (see _common)
+        return 0.0, True
     reward = 0.0
     terminal = False
     if state[S_E_SPAWN_TIMER, i] == 0:
