@@ -66,10 +66,10 @@ def test_raw_kernel_leaves_finished_envs_as_they_were(env_id):
     stay False)."""
     from envs_numba import core
 
-    env = fastsample.make_vec(env_id, 16, seed=0, copy=False)
-    kernel, params = env.kernel, env._params
     n = 16
-    rng = env._rng.copy()
+    env = fastsample.make_vec(env_id, n, seed=0, copy=False)
+    kernel, params, rng = env.kernel, env._params.copy(), env._rng.copy()
+    env.close()  # only its kernel, parameters and seeded streams are used
     state = np.zeros((kernel.state_dim, core.state_columns(n)))
     guarded = np.zeros((n + 2, *kernel.observation_space.shape), dtype=np.bool_)
     obs = guarded[1:n + 1]
@@ -95,4 +95,3 @@ def test_raw_kernel_leaves_finished_envs_as_they_were(env_id):
         assert np.all(np.any(rng[ended] != before_rng[ended], axis=1)), "a finished env drew no sticky action"
         ended |= terminated
     assert ended.all(), "some episodes did not end: nothing tested for them"
-    env.close()
